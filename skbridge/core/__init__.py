@@ -1,0 +1,1 @@
+"""The bridge's rules: plain functions over plain data, with no awaits and no I/O."""

@@ -1,0 +1,205 @@
+"""The core's data: conversations, what arrives from either side, and the work it plans.
+
+Work is a list of :data:`Op` values. Each op is stored as an outbox row (``kind`` plus a
+JSON payload) and carried out later by the outbox, in order per conversation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from skbridge.ids import (
+    ChannelId,
+    ConversationId,
+    EnvelopeId,
+    OutboxId,
+    SlackUserId,
+    SourceName,
+    UpstreamUserId,
+)
+
+
+class ConvState(StrEnum):
+    OPENING = "opening"
+    """The first channel is being created."""
+    OPEN = "open"
+    ARCHIVED = "archived"
+    """The team archived the channel: done for now."""
+    REOPENING = "reopening"
+    """The customer wrote again; the channel is being unarchived or continued."""
+    GONE = "gone"
+    """The channel was deleted; the next message opens a fresh one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: ConversationId
+    source: SourceName
+    upstream_id: UpstreamUserId
+    customer_name: str
+    channel_id: ChannelId | None
+    channel_name: str | None
+    state: ConvState
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """Who wrote, as the upstream describes them."""
+
+    source: SourceName
+    upstream_id: UpstreamUserId
+    name: str
+    handle: str | None = None
+    avatar_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerMessage:
+    customer: Customer
+    text: str
+    """Plain text as the customer wrote it (not yet escaped for Slack)."""
+    upstream_message_id: str
+    edited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SlashCommand:
+    envelope_id: EnvelopeId
+    channel_id: ChannelId
+    user_id: SlackUserId
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEvent:
+    kind: str
+    """``archive``, ``unarchive``, ``deleted`` or ``rename``."""
+    channel_id: ChannelId
+    name: str | None = None
+
+
+# --- ops: the work the core plans --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenChannel:
+    """Create the conversation's first channel (or a fresh one after a deletion)."""
+
+    kind: ClassVar[str] = "open_channel"
+
+
+@dataclass(frozen=True, slots=True)
+class ReopenChannel:
+    """Unarchive the channel if a user token allows it, else create a continuation."""
+
+    kind: ClassVar[str] = "reopen_channel"
+    previous_channel: ChannelId | None
+
+
+@dataclass(frozen=True, slots=True)
+class PostCustomerMessage:
+    kind: ClassVar[str] = "post_customer_message"
+    name: str
+    text: str
+    avatar_url: str | None = None
+    edited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyDispatch:
+    kind: ClassVar[str] = "notify_dispatch"
+    reopened: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InviteMembers:
+    """Invite the workspace owner and the configured users, once per channel."""
+
+    kind: ClassVar[str] = "invite_members"
+
+
+@dataclass(frozen=True, slots=True)
+class SendToCustomer:
+    kind: ClassVar[str] = "send_to_customer"
+    agent_id: SlackUserId
+    text: str
+    """The agent's text as Slack sent it (mrkdwn); made plain when sent."""
+    resend_of: OutboxId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InviteToChannel:
+    """A teammate pressed Join in the dispatch channel."""
+
+    kind: ClassVar[str] = "invite_to_channel"
+    channel_id: ChannelId
+    user_id: SlackUserId
+
+
+@dataclass(frozen=True, slots=True)
+class PostNotice:
+    """A message from skbridge itself into the conversation's channel."""
+
+    kind: ClassVar[str] = "post_notice"
+    text: str
+    resend_of: OutboxId | None = None
+    """Offer a button to send that reply again."""
+    username: str | None = None
+    icon_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportParked:
+    """Tell the dispatch channel, once, that an item was set aside."""
+
+    kind: ClassVar[str] = "report_parked"
+    what: str
+    error: str
+
+
+Op = (
+    OpenChannel
+    | ReopenChannel
+    | PostCustomerMessage
+    | NotifyDispatch
+    | InviteMembers
+    | SendToCustomer
+    | InviteToChannel
+    | PostNotice
+    | ReportParked
+)
+
+_OP_TYPES: dict[str, type[Any]] = {
+    cls.kind: cls
+    for cls in (
+        OpenChannel,
+        ReopenChannel,
+        PostCustomerMessage,
+        NotifyDispatch,
+        InviteMembers,
+        SendToCustomer,
+        InviteToChannel,
+        PostNotice,
+        ReportParked,
+    )
+}
+
+
+def op_to_json(op: Op) -> str:
+    return json.dumps(dataclasses.asdict(op), separators=(",", ":"), ensure_ascii=False)
+
+
+def op_from_row(kind: str, payload: str) -> Op:
+    """Rebuild an op from its outbox row; raises ValueError for an unknown or bad row."""
+    cls = _OP_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown op kind {kind!r}")
+    try:
+        op: Op = cls(**json.loads(payload))
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"bad payload for {kind}: {exc}") from exc
+    return op

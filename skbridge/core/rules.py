@@ -1,0 +1,99 @@
+"""What happens when something arrives: pure decisions, no I/O.
+
+The adapters read the current state, call one of these functions, and store the plan
+(state changes plus ops) in the same transaction that records the arrival.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from skbridge.core.model import (
+    ChannelEvent,
+    Conversation,
+    ConvState,
+    CustomerMessage,
+    InviteMembers,
+    NotifyDispatch,
+    Op,
+    OpenChannel,
+    PostCustomerMessage,
+    ReopenChannel,
+    SendToCustomer,
+    SlashCommand,
+)
+
+NO_POWER = "This channel isn't linked to a customer, your command has no power here!"
+USAGE = (
+    "Usage: `/sk <message>` sends `<message>` to this channel's customer. "
+    "Anything typed without `/sk` stays inside your team."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do about one arrival."""
+
+    new_state: ConvState | None = None
+    """The conversation's next state, when it changes."""
+    ops: tuple[Op, ...] = ()
+    reply: str | None = None
+    """For a slash command: the private answer to the caller."""
+    new_name: str | None = None
+
+
+def on_customer_message(conv: Conversation | None, msg: CustomerMessage) -> Plan:
+    """A customer wrote. ``conv`` is None when this customer has never written before."""
+    post = PostCustomerMessage(
+        name=msg.customer.name,
+        text=msg.text,
+        avatar_url=msg.customer.avatar_url,
+        edited=msg.edited,
+    )
+    if conv is None:
+        return Plan(
+            new_state=ConvState.OPENING,
+            ops=(OpenChannel(), post, NotifyDispatch(reopened=False), InviteMembers()),
+        )
+    if conv.state is ConvState.ARCHIVED:
+        return Plan(
+            new_state=ConvState.REOPENING,
+            ops=(ReopenChannel(conv.channel_id), post, NotifyDispatch(reopened=True)),
+        )
+    if conv.state is ConvState.GONE:
+        return Plan(
+            new_state=ConvState.OPENING,
+            ops=(OpenChannel(), post, NotifyDispatch(reopened=True), InviteMembers()),
+        )
+    return Plan(ops=(post,))
+
+
+def on_command(conv: Conversation | None, cmd: SlashCommand) -> Plan:
+    """``/sk`` was typed. ``conv`` is the conversation that owns the channel, if any."""
+    if conv is None:
+        return Plan(reply=NO_POWER)
+    if conv.channel_id != cmd.channel_id:
+        return Plan(
+            reply=f"This conversation continues in <#{conv.channel_id}>; "
+            "use `/sk` there to reach the customer."
+            if conv.channel_id
+            else NO_POWER
+        )
+    if not cmd.text.strip():
+        return Plan(reply=USAGE)
+    return Plan(ops=(SendToCustomer(agent_id=cmd.user_id, text=cmd.text.strip()),))
+
+
+def on_channel_event(conv: Conversation, event: ChannelEvent) -> Plan:
+    """The team did something to a channel that belongs to ``conv``."""
+    if event.channel_id != conv.channel_id:
+        return Plan()  # an old channel of a conversation that has moved on
+    if event.kind == "archive" and conv.state is ConvState.OPEN:
+        return Plan(new_state=ConvState.ARCHIVED)
+    if event.kind == "unarchive" and conv.state is ConvState.ARCHIVED:
+        return Plan(new_state=ConvState.OPEN)
+    if event.kind == "deleted":
+        return Plan(new_state=ConvState.GONE)
+    if event.kind == "rename" and event.name:
+        return Plan(new_name=event.name)
+    return Plan()

@@ -1,0 +1,373 @@
+"""Carrying out outbox rows against Slack and the upstreams.
+
+Every Slack post carries its own key in ``metadata``; when a row is suspect (it may
+have been posted before a crash or an ambiguous failure) the channel's history is
+searched for the key before posting again. An upstream without idempotency
+(Telegram) is never re-sent blindly: an uncertain send is shown to the agents in the
+channel, with a button to send it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from skbridge.config import SlackConfig
+from skbridge.core.model import (
+    Conversation,
+    ConvState,
+    InviteMembers,
+    InviteToChannel,
+    NotifyDispatch,
+    OpenChannel,
+    PostCustomerMessage,
+    PostNotice,
+    ReopenChannel,
+    ReportParked,
+    SendToCustomer,
+    op_from_row,
+)
+from skbridge.core.naming import channel_names
+from skbridge.core.text import (
+    SLACK_TEXT_LIMIT,
+    escape_for_slack,
+    mentioned_users,
+    slack_to_plain,
+    split_text,
+)
+from skbridge.errors import Ambiguous, Permanent, Retryable
+from skbridge.ids import ChannelId, ConversationId, MessageTs, SlackUserId, SourceName
+from skbridge.slack import messages
+from skbridge.slack.web import SlackChannel, SlackWeb
+from skbridge.slack.workspace import Agents, Workspace
+from skbridge.store import queries as q
+from skbridge.store.db import Database
+from skbridge.store.queries import OutboxRow
+from skbridge.upstreams import Upstream
+
+log = logging.getLogger(__name__)
+
+_GONE = ("is_archived", "channel_not_found")
+"""Post errors that mean the conversation's channel is no longer usable."""
+
+
+class Deliverer:
+    def __init__(
+        self,
+        db: Database,
+        workspace: Workspace,
+        agents: Agents,
+        upstreams: Mapping[SourceName, Upstream],
+        config: SlackConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self._ws = workspace
+        self._web: SlackWeb = workspace.web
+        self._agents = agents
+        self._upstreams = upstreams
+        self.config = config
+        self._clock = clock
+
+    # --- the outbox's interface -------------------------------------------------------------
+
+    async def execute(self, row: OutboxRow, suspect: bool) -> list[OutboxRow]:
+        op = op_from_row(row.kind, row.payload)
+        if isinstance(op, InviteToChannel):
+            await self._invite_clicker(op)
+            return await self._finish(row)
+        if isinstance(op, ReportParked):
+            await self._post_dispatch(messages.parked(op.what, op.error), f"{row.id}", suspect, row)
+            return await self._finish(row)
+        conv = await self._conversation(row.conversation_id)
+        match op:
+            case OpenChannel():
+                return await self._open(row, conv, suspect)
+            case ReopenChannel():
+                if conv.state is not ConvState.OPEN:
+                    await self._reopen(conv, op.previous_channel, f"{row.id}", suspect, row)
+                return await self._finish(row)
+            case PostCustomerMessage():
+                await self._post_customer(row, conv, op, suspect)
+                return await self._finish(row, touch=conv.id)
+            case NotifyDispatch():
+                await self._notify(conv, op.reopened, f"{row.id}", suspect, row)
+                return await self._finish(row)
+            case InviteMembers():
+                return await self._invite_members(row, conv)
+            case SendToCustomer():
+                return await self._send(row, conv, op)
+            case PostNotice():
+                await self._notice(row, conv, op, suspect)
+                return await self._finish(row)
+        raise Permanent("unknown_op", row.kind)
+
+    async def park(self, row: OutboxRow, error: str) -> list[OutboxRow]:
+        now = self._clock()
+        follow_ups: list[Any] = []
+        if row.kind == SendToCustomer.kind:
+            follow_ups.append(PostNotice(text=messages.not_delivered(row, error), resend_of=row.id))
+        async with self._db.write() as tx:
+            await q.set_outbox_state(tx, row.id, "parked", now, error)
+            rows = await q.enqueue(tx, row.conversation_id, follow_ups, now)
+            if row.kind != ReportParked.kind:
+                what = f"{row.kind} #{row.id}" + (
+                    f" (conversation {row.conversation_id})" if row.conversation_id else ""
+                )
+                rows += await q.enqueue(tx, None, [ReportParked(what=what, error=error)], now)
+        return rows
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _conversation(self, conv_id: ConversationId | None) -> Conversation:
+        conv = await q.conversation(self._db, conv_id) if conv_id is not None else None
+        if conv is None:
+            raise Permanent("no_conversation", f"conversation {conv_id} is missing")
+        return conv
+
+    async def _finish(
+        self, row: OutboxRow, state: str = "done", touch: ConversationId | None = None
+    ) -> list[OutboxRow]:
+        async with self._db.write() as tx:
+            await q.set_outbox_state(tx, row.id, state, self._clock())
+            if touch is not None:
+                await q.update_conversation(tx, touch, state=None, now=self._clock())
+        return []
+
+    async def _post(
+        self,
+        channel: ChannelId,
+        text: str,
+        key: str,
+        suspect: bool,
+        row: OutboxRow,
+        **extra: Any,
+    ) -> MessageTs:
+        """Post once: when the row is suspect, look for its key in the channel first."""
+        if suspect:
+            found = await self._web.find_post(channel, key, row.created_at - 60)
+            if found:
+                log.info("post already made", extra={"row": row.id, "channel": channel})
+                return found
+        return await self._web.post(channel, text, key=key, **extra)
+
+    # --- channels ------------------------------------------------------------------------------
+
+    async def _open(self, row: OutboxRow, conv: Conversation, suspect: bool) -> list[OutboxRow]:
+        if conv.state is ConvState.OPEN and conv.channel_id:
+            return await self._finish(row)
+        channel = await self._create(conv, suspect)
+        async with self._db.write() as tx:
+            await q.attach_channel(tx, conv.id, channel.id, channel.name, self._clock())
+            await q.set_outbox_state(tx, row.id, "done", self._clock())
+        log.info("channel created", extra={"conversation": conv.id, "channel": channel.id})
+        return []
+
+    async def _create(self, conv: Conversation, suspect: bool) -> SlackChannel:
+        """Create a channel under the first free name; adopt our own if a create was lost."""
+        prefix = self.config.channel_prefix
+        for name in channel_names(prefix, conv.customer_name, conv.source, conv.upstream_id):
+            if await q.channel_names_in_use(self._db, [name]):
+                continue
+            try:
+                return await self._web.create_channel(name)
+            except Permanent as exc:
+                if exc.code != "name_taken":
+                    raise
+            if suspect:
+                found = await self._web.find_channel(name)
+                if (
+                    found
+                    and not found.is_archived
+                    and found.is_member
+                    and found.creator == (self._ws.identity.user_id)
+                ):
+                    log.info("adopting channel from a lost create", extra={"channel": found.id})
+                    return found
+        raise Permanent("no_free_name", f"no free channel name for conversation {conv.id}")
+
+    async def _reopen(
+        self,
+        conv: Conversation,
+        previous: ChannelId | None,
+        key: str,
+        suspect: bool,
+        row: OutboxRow,
+    ) -> ChannelId:
+        """Unarchive the channel (user token), else continue in a new one."""
+        if previous and self._web.can_unarchive:
+            try:
+                await self._web.unarchive(previous)
+            except Permanent as exc:
+                log.warning(
+                    "cannot unarchive; continuing in a new channel",
+                    extra={"channel": previous, "error": exc.code},
+                )
+            else:
+                async with self._db.write() as tx:
+                    name = conv.channel_name or previous
+                    await q.attach_channel(tx, conv.id, previous, name, self._clock())
+                log.info("channel unarchived", extra={"conversation": conv.id, "channel": previous})
+                return previous
+        channel = await self._create(conv, suspect)
+        if previous:
+            await self._post(channel.id, messages.continues(previous), f"{key}:continues",
+                             suspect, row)  # fmt: skip
+        await self._invite(channel.id)
+        async with self._db.write() as tx:
+            await q.attach_channel(tx, conv.id, channel.id, channel.name, self._clock())
+            await q.mark_members_invited(tx, channel.id)
+        log.info("continuation channel", extra={"conversation": conv.id, "channel": channel.id})
+        return channel.id
+
+    async def _live_channel(self, conv: Conversation) -> ChannelId:
+        if conv.channel_id is None:
+            raise Retryable("no_channel", f"conversation {conv.id} has no channel yet")
+        return conv.channel_id
+
+    # --- messages ------------------------------------------------------------------------------
+
+    async def _post_customer(
+        self, row: OutboxRow, conv: Conversation, op: PostCustomerMessage, suspect: bool
+    ) -> None:
+        channel = await self._live_channel(conv)
+        text = escape_for_slack(op.text) + (" _(edited)_" if op.edited else "")
+        for index, chunk in enumerate(split_text(text, SLACK_TEXT_LIMIT)):
+            key = f"{row.id}.{index}"
+            extra = {"username": op.name, "icon_url": op.avatar_url}
+            try:
+                await self._post(channel, chunk, key, suspect, row, **extra)
+            except Permanent as exc:
+                if exc.code not in _GONE:
+                    raise
+                # The channel was archived or deleted and we missed the event: reopen now.
+                log.info("channel unusable; reopening", extra={"channel": channel})
+                channel = await self._reopen(conv, channel, f"{row.id}", suspect, row)
+                fresh = await self._conversation(conv.id)
+                await self._notify(fresh, True, f"{row.id}:notify", suspect, row)
+                await self._post(channel, chunk, key, suspect, row, **extra)
+
+    async def _notify(
+        self, conv: Conversation, reopened: bool, key: str, suspect: bool, row: OutboxRow
+    ) -> None:
+        channel = await self._live_channel(conv)
+        label = getattr(self._upstreams.get(conv.source), "label", conv.source)
+        text, blocks = messages.dispatch(conv, channel, str(label), reopened,
+                                         self._ws.channel_url(channel))  # fmt: skip
+        await self._post_dispatch((text, blocks), key, suspect, row)
+
+    async def _post_dispatch(
+        self, message: tuple[str, list[dict[str, Any]]], key: str, suspect: bool, row: OutboxRow
+    ) -> None:
+        if self._ws.dispatch is None:
+            raise Retryable("no_dispatch_channel", "the dispatch channel is not resolved")
+        text, blocks = message
+        await self._post(self._ws.dispatch.id, text, key, suspect, row, blocks=blocks)
+
+    async def _notice(
+        self, row: OutboxRow, conv: Conversation, op: PostNotice, suspect: bool
+    ) -> None:
+        channel = await self._live_channel(conv)
+        blocks = messages.with_resend(op.text, op.resend_of) if op.resend_of else None
+        extra: dict[str, Any] = {"blocks": blocks}
+        if op.username:
+            extra.update(username=op.username, icon_url=op.icon_url)
+        try:
+            await self._post(channel, op.text, f"{row.id}", suspect, row, **extra)
+        except Permanent as exc:
+            if exc.code not in _GONE:
+                raise
+            log.info("notice dropped: channel archived", extra={"row": row.id})
+
+    # --- people ----------------------------------------------------------------------------------
+
+    async def _invite(self, channel: ChannelId) -> None:
+        """Invite the owner and the configured users; a user who cannot be invited is skipped."""
+        users: list[SlackUserId] = []
+        if self.config.invite_owner and (owner := await self._ws.owner()):
+            users.append(owner)
+        users += [SlackUserId(u) for u in self.config.auto_invite]
+        bot = self._ws.identity.user_id
+        for user in dict.fromkeys(u for u in users if u != bot):
+            try:
+                await self._web.invite(channel, [user])
+            except Permanent as exc:
+                log.warning("invite failed", extra={"channel": channel, "user": user,
+                                                    "error": exc.code})  # fmt: skip
+
+    async def _invite_members(self, row: OutboxRow, conv: Conversation) -> list[OutboxRow]:
+        channel = await self._live_channel(conv)
+        if not await q.members_invited(self._db, channel):
+            await self._invite(channel)
+        async with self._db.write() as tx:
+            await q.mark_members_invited(tx, channel)
+            await q.set_outbox_state(tx, row.id, "done", self._clock())
+        return []
+
+    async def _invite_clicker(self, op: InviteToChannel) -> None:
+        try:
+            await self._web.invite(op.channel_id, [op.user_id])
+        except Permanent as exc:
+            if exc.code == "not_in_channel":
+                await self._web.join(op.channel_id)
+                await self._web.invite(op.channel_id, [op.user_id])
+            elif exc.code in _GONE and self._ws.dispatch:
+                await self._web.post_ephemeral(
+                    self._ws.dispatch.id, op.user_id, messages.JOIN_ARCHIVED
+                )
+            else:
+                raise
+
+    # --- replies to customers ---------------------------------------------------------------
+
+    async def _send(
+        self, row: OutboxRow, conv: Conversation, op: SendToCustomer
+    ) -> list[OutboxRow]:
+        if row.state == "sending":
+            # The previous run stopped while this reply was on its way: it may have arrived.
+            return await self._settle(row, conv, "uncertain", messages.uncertain(
+                row, op, "skbridge stopped while sending it"))  # fmt: skip
+        upstream = self._upstreams.get(conv.source)
+        if upstream is None:
+            raise Permanent("no_upstream", f"source {conv.source} is not configured")
+        agent = await self._agents.agent(op.agent_id)
+        names = await self._agents.names(mentioned_users(op.text))
+        plain = slack_to_plain(op.text, names)
+        async with self._db.write() as tx:
+            await q.set_outbox_state(tx, row.id, "sending", self._clock())
+        try:
+            await upstream.send(conv.upstream_id, plain, agent)
+        except Ambiguous as exc:
+            text = messages.uncertain(row, op, str(exc))
+            return await self._settle(row, conv, "uncertain", text)
+        except Retryable:
+            async with self._db.write() as tx:
+                await q.set_outbox_state(tx, row.id, "pending", self._clock())
+            raise
+        except Permanent as exc:
+            return await self._settle(row, conv, "failed", messages.not_delivered(row, exc.detail))
+        log.info("reply sent", extra={"row": row.id, "conversation": conv.id})
+        echo = PostNotice(
+            text=messages.echo(conv, op.text),
+            username=agent.name,
+            icon_url=agent.avatar_url,
+        )
+        return await self._settle(row, conv, "done", None, echo)
+
+    async def _settle(
+        self,
+        row: OutboxRow,
+        conv: Conversation,
+        state: str,
+        warning: str | None,
+        echo: PostNotice | None = None,
+    ) -> list[OutboxRow]:
+        """Record how a send ended and, in the same transaction, what the channel is told."""
+        notice = echo or PostNotice(text=warning or "", resend_of=row.id)
+        now = self._clock()
+        async with self._db.write() as tx:
+            await q.set_outbox_state(tx, row.id, state, now, None if echo else warning)
+            await q.update_conversation(tx, conv.id, state=None, now=now)
+            return await q.enqueue(tx, conv.id, [notice], now)

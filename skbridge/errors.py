@@ -1,0 +1,74 @@
+"""The one exception tree of skbridge.
+
+Foreign exceptions (aiohttp, slack_sdk, sqlite3, httpx) are translated at the edge
+that talks to the foreign system, with ``raise ... from exc``::
+
+    SkbridgeError
+    ├── ConfigError                 bad configuration; the daemon exits 78
+    ├── StoreError                  the database cannot take work now
+    │   └── StoreUnavailable        disk full, read-only or locked: stop acking, retry later
+    └── DeliveryError               a call to Slack or an upstream failed
+        ├── Retryable               worth trying again (429, 5xx, network)
+        │   ├── RateLimited         the server asked us to wait ``retry_after`` seconds
+        │   └── Ambiguous           the request may have taken effect (timeout, reset, 5xx)
+        └── Permanent               trying again will not help (e.g. channel_not_found)
+
+``Ambiguous`` is the dangerous one: a blind retry can deliver twice, so callers must
+look before they retry (Slack) or ask a human (upstreams without idempotency).
+"""
+
+from __future__ import annotations
+
+
+class SkbridgeError(Exception):
+    """Base of every error skbridge raises on purpose."""
+
+
+class ConfigError(SkbridgeError):
+    """The configuration is unusable. ``key`` names the offending setting."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class StoreError(SkbridgeError):
+    """The database refused an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot take writes right now (disk full, locked, read-only)."""
+
+
+class DeliveryError(SkbridgeError):
+    """A call to Slack or to an upstream failed.
+
+    ``code`` is the remote error code when there is one (Slack's ``error`` field,
+    Telegram's ``description``), else a short name of the local failure.
+    """
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+class Retryable(DeliveryError):
+    """Trying again later may succeed, and the request certainly had no effect."""
+
+
+class RateLimited(Retryable):
+    """The server asked us to wait before trying again."""
+
+    def __init__(self, retry_after: float, detail: str = "") -> None:
+        super().__init__("ratelimited", detail)
+        self.retry_after = retry_after
+
+
+class Ambiguous(Retryable):
+    """The request may or may not have taken effect (timeout, reset, 5xx)."""
+
+
+class Permanent(DeliveryError):
+    """Trying again will not help."""

@@ -1,0 +1,196 @@
+"""Everything that arrives is made durable here, with the work it causes, in one transaction.
+
+A Telegram batch is stored together with the offset that confirms it; a Slack envelope
+is stored (deduplicated) before it is acked. The decisions come from
+:mod:`skbridge.core.rules`; this module only reads state, asks the rules, and writes
+the plan. It never calls Slack or an upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from skbridge import retry
+from skbridge.core import rules
+from skbridge.core.model import (
+    ChannelEvent,
+    CustomerMessage,
+    InviteToChannel,
+    SendToCustomer,
+    SlashCommand,
+    op_from_row,
+)
+from skbridge.errors import StoreUnavailable
+from skbridge.ids import SourceName
+from skbridge.slack import envelopes
+from skbridge.store import queries as q
+from skbridge.store.db import Database, Tx
+from skbridge.store.queries import OutboxRow
+from skbridge.upstreams import Arrival
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[list[OutboxRow]], None]
+
+
+def cursor_key(source: SourceName) -> str:
+    return f"cursor:{source}"
+
+
+class Intake:
+    def __init__(
+        self,
+        db: Database,
+        submit: Submit,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_store_state: Callable[[str | None], None] = lambda problem: None,
+    ) -> None:
+        self._db = db
+        self._submit = submit
+        self._clock = clock
+        self._on_store_state = on_store_state
+
+    # --- upstreams ------------------------------------------------------------------------
+
+    async def upstream_batch(
+        self, source: SourceName, arrivals: list[Arrival], cursor: str | None
+    ) -> None:
+        """Store a batch and the source's new cursor; waits out a full or locked database."""
+        failures = 0
+        while True:
+            try:
+                rows = await self._store_batch(source, arrivals, cursor)
+            except StoreUnavailable as exc:
+                failures += 1
+                self._on_store_state(str(exc))
+                log.error("database unavailable; holding upstream", extra={"error": str(exc)})
+                await retry.wait(retry.STORE.delay(failures))
+                continue
+            if failures:
+                self._on_store_state(None)
+            self._submit(rows)
+            return
+
+    async def _store_batch(
+        self, source: SourceName, arrivals: list[Arrival], cursor: str | None
+    ) -> list[OutboxRow]:
+        now = self._clock()
+        rows: list[OutboxRow] = []
+        async with self._db.write() as tx:
+            for arrival in arrivals:
+                if not await q.remember(tx, arrival.key, now):
+                    continue
+                if arrival.message is None:
+                    error = arrival.error or "unreadable"
+                    log.warning("upstream item parked", extra={"key": arrival.key, "error": error})
+                    await q.park_input(tx, str(source), arrival.raw, error, now)
+                    continue
+                rows += await self._customer_message(tx, arrival.message, now)
+            if cursor is not None:
+                await q.set_setting(tx, cursor_key(source), cursor)
+        return rows
+
+    async def _customer_message(self, tx: Tx, msg: CustomerMessage, now: float) -> list[OutboxRow]:
+        customer = msg.customer
+        conv = await q.conversation_of_customer(tx, customer.source, customer.upstream_id)
+        plan = rules.on_customer_message(conv, msg)
+        if conv is None:
+            assert plan.new_state is not None
+            conv = await q.insert_conversation(tx, customer, plan.new_state, now)
+            log.info("new conversation", extra={"conversation": conv.id, "source": conv.source})
+        else:
+            name = customer.name if customer.name != conv.customer_name else None
+            await q.update_conversation(tx, conv.id, state=plan.new_state, now=now, name=name)
+        return await q.enqueue(tx, conv.id, plan.ops, now)
+
+    # --- Slack ----------------------------------------------------------------------------
+
+    async def envelope(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
+        """Store one Socket Mode envelope and its consequences; returns the ack payload.
+
+        Raises StoreUnavailable when the database cannot take it: the caller must then
+        not ack, so Slack delivers it again.
+        """
+        key = envelopes.dedupe_key(envelope)
+        parsed = envelopes.parse(envelope)
+        envelope_id = envelope.get("envelope_id")
+        if key is None:
+            log.warning("envelope without an id", extra={"envelope": envelope_id})
+            return None
+        now = self._clock()
+        ack: dict[str, Any] | None = None
+        rows: list[OutboxRow] = []
+        async with self._db.write() as tx:
+            if not await q.remember(tx, key, now):
+                log.info("duplicate envelope", extra={"envelope": envelope_id, "key": key})
+                return await q.stored_ack(tx, key)
+            match parsed:
+                case envelopes.Malformed(error=error):
+                    log.warning("envelope parked", extra={"envelope": envelope_id, "error": error})
+                    raw = json.dumps(envelope)[:100_000]
+                    await q.park_input(tx, "slack", raw, error, now)
+                case envelopes.Ignored():
+                    pass
+                case SlashCommand() as command:
+                    ack, rows = await self._command(tx, command, now)
+                    if ack is not None:
+                        await q.store_ack(tx, key, ack)
+                case ChannelEvent() as event:
+                    await self._channel_event(tx, event, now)
+                case envelopes.JoinClicked(channel_id=channel, user_id=user):
+                    conv = await q.conversation_of_channel(tx, channel)
+                    op = InviteToChannel(channel_id=channel, user_id=user)
+                    rows = await q.enqueue(tx, conv.id if conv else None, [op], now)
+                case envelopes.ResendClicked() as click:
+                    rows = await self._resend(tx, click, now)
+        self._submit(rows)
+        return ack
+
+    async def _command(
+        self, tx: Tx, command: SlashCommand, now: float
+    ) -> tuple[dict[str, Any] | None, list[OutboxRow]]:
+        conv = await q.conversation_of_channel(tx, command.channel_id)
+        plan = rules.on_command(conv, command)
+        rows: list[OutboxRow] = []
+        if conv is not None and plan.ops:
+            rows = await q.enqueue(tx, conv.id, plan.ops, now)
+            await q.update_conversation(tx, conv.id, state=None, now=now)
+        log.info(
+            "command",
+            extra={"envelope": command.envelope_id, "channel": command.channel_id,
+                   "accepted": bool(plan.ops)},
+        )  # fmt: skip
+        if plan.reply is None:
+            return None, rows
+        return {"response_type": "ephemeral", "text": plan.reply}, rows
+
+    async def _channel_event(self, tx: Tx, event: ChannelEvent, now: float) -> None:
+        conv = await q.conversation_of_channel(tx, event.channel_id)
+        if conv is None:
+            return
+        plan = rules.on_channel_event(conv, event)
+        if plan.new_name:
+            await q.rename_channel(tx, event.channel_id, plan.new_name)
+        if plan.new_state is not None:
+            await q.update_conversation(tx, conv.id, state=plan.new_state, now=now)
+            log.info(
+                "conversation state",
+                extra={"conversation": conv.id, "channel": event.channel_id,
+                       "state": str(plan.new_state)},
+            )  # fmt: skip
+
+    async def _resend(self, tx: Tx, click: envelopes.ResendClicked, now: float) -> list[OutboxRow]:
+        original = await q.outbox_row(tx, click.row_id)
+        if original is None or original.state not in ("uncertain", "failed"):
+            return []  # already resent, or never ours: one click, one send
+        op = op_from_row(original.kind, original.payload)
+        if not isinstance(op, SendToCustomer):
+            return []
+        await q.set_outbox_state(tx, original.id, "resent", now)
+        again = SendToCustomer(agent_id=op.agent_id, text=op.text, resend_of=original.id)
+        return await q.enqueue(tx, original.conversation_id, [again], now)

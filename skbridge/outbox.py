@@ -1,0 +1,180 @@
+"""The outbox: stored work carried out in order per lane, lanes in parallel.
+
+A lane is one conversation, so a customer's messages and an agent's replies keep
+their order, while a slow or rate-limited conversation never holds up the others.
+Failures are classified by the error tree: rate limits wait as told and do not count;
+other retryable failures back off and count; after ``policy.max_attempts`` the item is
+parked with its error and the lane moves on. Only the head of a lane can be in flight,
+so after a restart only lane heads need a look before they are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Protocol
+
+from skbridge import retry
+from skbridge.errors import Ambiguous, Permanent, RateLimited, Retryable, StoreUnavailable
+from skbridge.ids import OutboxId
+from skbridge.store import queries as q
+from skbridge.store.db import Database
+from skbridge.store.queries import OutboxRow
+
+log = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    async def execute(self, row: OutboxRow, suspect: bool) -> list[OutboxRow]:
+        """Carry out ``row`` and mark it finished; returns follow-up rows it stored.
+
+        ``suspect`` means the row may already have taken effect (it was in flight when
+        the daemon stopped, or its last attempt failed ambiguously): look before acting.
+        """
+
+    async def park(self, row: OutboxRow, error: str) -> list[OutboxRow]:
+        """Set ``row`` aside with ``error``; returns follow-up rows (reports) it stored."""
+
+
+class Outbox:
+    def __init__(
+        self,
+        db: Database,
+        executor: Executor,
+        *,
+        concurrency: int = 64,
+        policy: retry.Policy = retry.OUTBOX,
+    ) -> None:
+        self._db = db
+        self._executor = executor
+        self._policy = policy
+        self._lanes: dict[str, deque[OutboxRow]] = {}
+        self._running: set[str] = set()
+        self._suspect: set[OutboxId] = set()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stopping = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.store_problem: str | None = None
+
+    @property
+    def backlog(self) -> int:
+        return sum(len(lane) for lane in self._lanes.values())
+
+    async def load(self) -> int:
+        """Queue the work left unfinished by the previous run; all of it is suspect."""
+        rows = await q.unfinished(self._db)
+        self._suspect.update(row.id for row in rows)
+        self.submit(rows)
+        return len(rows)
+
+    def submit(self, rows: list[OutboxRow]) -> None:
+        for row in rows:
+            self._lanes.setdefault(row.lane, deque()).append(row)
+        if rows:
+            self.idle.clear()
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Start lanes as work arrives, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    continue
+                for lane, rows in self._lanes.items():
+                    if rows and lane not in self._running:
+                        self._running.add(lane)
+                        group.create_task(self._lane(lane), name=f"lane {lane}")
+                if not self._running:
+                    self.idle.set()
+
+    async def drain(self, deadline: float) -> bool:
+        """Stop starting work; wait for work in flight. True if everything in flight finished."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(deadline):
+                while self._running:
+                    self._wake.clear()
+                    await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _lane(self, lane: str) -> None:
+        rows = self._lanes[lane]
+        try:
+            while rows and not self._stopping:
+                row = rows[0]
+                async with self._slots:
+                    await self._deliver(row)
+                rows.popleft()
+        finally:
+            self._running.discard(lane)
+            if not rows:
+                self._lanes.pop(lane, None)
+            self._wake.set()
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        """Carry out one row, retrying as its failures deserve, until it is finished."""
+        failures = 0
+        while True:
+            suspect = row.id in self._suspect
+            try:
+                follow_ups = await self._executor.execute(row, suspect)
+            except RateLimited as exc:
+                log.info("rate limited", extra={"row": row.id, "retry_after": exc.retry_after})
+                await retry.wait(exc.retry_after)
+                continue
+            except StoreUnavailable as exc:
+                failures += 1
+                self.store_problem = str(exc)
+                log.error("database unavailable", extra={"row": row.id, "error": str(exc)})
+                await retry.wait(retry.STORE.delay(failures))
+                continue
+            except Exception as exc:  # a bug in one item must not stop the others
+                if not isinstance(exc, Retryable | Permanent):
+                    log.exception("delivery crashed", extra={"row": row.id, "kind": row.kind})
+                if isinstance(exc, Ambiguous):
+                    self._suspect.add(row.id)
+                error = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, Permanent) or await self._exhausted(row, error):
+                    await self._park(row, error)
+                    return
+                failures += 1
+                delay = self._policy.delay(failures)
+                log.warning(
+                    "delivery failed; will retry",
+                    extra={"row": row.id, "kind": row.kind, "error": error,
+                           "retry_in": round(delay, 2)},
+                )  # fmt: skip
+                await retry.wait(delay)
+                continue
+            self.store_problem = None
+            self._suspect.discard(row.id)
+            self.submit(follow_ups)
+            return
+
+    async def _exhausted(self, row: OutboxRow, error: str) -> bool:
+        while True:
+            try:
+                async with self._db.write() as tx:
+                    attempts = await q.record_attempt(tx, row.id, error)
+                return self._policy.exhausted(attempts)
+            except StoreUnavailable:
+                await retry.wait(retry.STORE.delay(1))
+
+    async def _park(self, row: OutboxRow, error: str) -> None:
+        log.error("delivery parked", extra={"row": row.id, "kind": row.kind, "error": error})
+        while True:
+            try:
+                follow_ups = await self._executor.park(row, error)
+                break
+            except StoreUnavailable:
+                await retry.wait(retry.STORE.delay(1))
+        self._suspect.discard(row.id)
+        self.submit(follow_ups)

@@ -1,0 +1,56 @@
+"""Named retry policies: capped exponential backoff with jitter that honours Retry-After.
+
+``set_testing(True)`` makes every wait tiny, so tests of retry paths run fast without
+changing what is retried. Waiting always lets ``CancelledError`` through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+_testing = False
+_TESTING_CAP = 0.01
+
+
+def set_testing(on: bool) -> None:
+    """Shrink every wait to at most 10 ms (tests of retry paths only)."""
+    global _testing
+    _testing = on
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    initial: float
+    maximum: float
+    max_attempts: int | None = None
+    """Failed attempts after which an item is parked; None retries forever."""
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        backoff = min(self.maximum, self.initial * self.multiplier ** max(0, attempt - 1))
+        backoff *= 1 + random.uniform(-self.jitter, self.jitter)
+        if retry_after is not None:
+            return max(retry_after, 0.0)
+        return backoff
+
+    def exhausted(self, attempts: int) -> bool:
+        return self.max_attempts is not None and attempts >= self.max_attempts
+
+
+OUTBOX = Policy("outbox", initial=0.5, maximum=60.0, max_attempts=8)
+"""Work for the other side: a few quick retries, then hold back; park after 8 failures."""
+
+RECONNECT = Policy("reconnect", initial=0.5, maximum=30.0)
+"""Socket Mode and upstream connections: retried forever, at most every 30 s."""
+
+STORE = Policy("store", initial=1.0, maximum=30.0)
+"""Database unavailable (disk full, locked): wait for it to recover, forever."""
+
+
+async def wait(seconds: float) -> None:
+    await asyncio.sleep(min(seconds, _TESTING_CAP) if _testing else seconds)

@@ -1,0 +1,267 @@
+"""The daemon: wires the parts together, owns every task, and shuts down in order.
+
+Start: open the database, connect to Slack (identity, dispatch channel), check each
+upstream, queue unfinished work, then receive. ``READY=1`` goes to systemd once Socket
+Mode is connected. Stop (SIGTERM/SIGINT): stop receiving (unacked envelopes and
+unconfirmed updates are redelivered later), let work in flight finish within the
+deadline, then close connections and the database. A task that crashes stops the
+daemon loudly, so systemd restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+import httpx
+
+from skbridge import logs, retry
+from skbridge.config import Config, load_config
+from skbridge.deliver import Deliverer
+from skbridge.errors import ConfigError, DeliveryError, Permanent
+from skbridge.gravatar import Gravatar
+from skbridge.ids import SourceName
+from skbridge.intake import Intake, cursor_key
+from skbridge.notify import Notifier
+from skbridge.outbox import Outbox
+from skbridge.slack.socket import SocketMode
+from skbridge.slack.web import SlackWeb
+from skbridge.slack.workspace import Agents, Workspace
+from skbridge.store import queries as q
+from skbridge.store.db import Database
+from skbridge.upstreams import Upstream
+from skbridge.upstreams.telegram import Telegram
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SHUTDOWN_DEADLINE = 8.0
+HOUSEKEEPING_EVERY = 3600.0
+KEEP_FINISHED = 7 * 24 * 3600.0
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+        slack_pacing: bool = True,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier or Notifier({})
+        self.ready = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._slack_pacing = slack_pacing
+        self._state = "starting"
+        self.outbox: Outbox | None = None
+        self.db: Database | None = None
+        logs.add_secrets(_secrets(config))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file; applied by the running loop."""
+        self._reload.set()
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.stopped.set()
+
+    async def _run(self) -> None:
+        config = self.config
+        db = self.db = await Database.open(config.store.path)
+        timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                httpx.AsyncClient(timeout=15.0) as http,
+            ):
+                await self._serve(db, session, http)
+        finally:
+            await db.close()
+            log.info("stopped")
+
+    async def _serve(
+        self, db: Database, session: aiohttp.ClientSession, http: httpx.AsyncClient
+    ) -> None:
+        config = self.config
+        pacing = {} if self._slack_pacing else {"post_rate": None, "create_per_minute": None}
+        web = SlackWeb(config.slack, session, **pacing)  # type: ignore[arg-type]
+        workspace = await _until_connected("slack", self._stop, lambda: _workspace(web, config))
+        if workspace is None:
+            return
+        gravatar = Gravatar(config.gravatar, http)
+        upstreams = _upstreams(config, http, gravatar)
+        for upstream in upstreams.values():
+            if await _until_connected(upstream.name, self._stop, upstream.check) is None:
+                return
+        deliverer = Deliverer(db, workspace, Agents(web, gravatar), upstreams, config.slack)
+        outbox = self.outbox = Outbox(db, deliverer)
+        intake = Intake(db, outbox.submit, on_store_state=self._store_state)
+        pending = await outbox.load()
+        log.info("started", extra={"pending": pending, "sources": ",".join(upstreams)})
+        socket = SocketMode(web, session, intake.envelope, on_state=self._socket_state)
+
+        async with asyncio.TaskGroup() as group:
+            work = group.create_task(outbox.run(), name="outbox")
+            receivers = [group.create_task(socket.run(), name="socket mode")]
+            for name, upstream in upstreams.items():
+                cursor = await q.get_setting(db, cursor_key(name))
+                receivers.append(group.create_task(upstream.run(intake, cursor), name=name))
+            chores = [
+                group.create_task(self._announce_ready(socket), name="ready"),
+                group.create_task(self._heartbeat(), name="heartbeat"),
+                group.create_task(_housekeeping(db), name="housekeeping"),
+                group.create_task(self._reloader(workspace, deliverer), name="reload"),
+            ]
+            await self._stop.wait()
+
+            self.notifier.stopping()
+            log.info("stopping", extra={"backlog": outbox.backlog})
+            for task in receivers + chores:
+                task.cancel()
+            await asyncio.gather(*receivers, *chores, return_exceptions=True)
+            if not await outbox.drain(SHUTDOWN_DEADLINE):
+                log.warning("work in flight left for the next start")
+            work.cancel()
+
+    async def _announce_ready(self, socket: SocketMode) -> None:
+        await socket.connected.wait()
+        self.ready.set()
+        self.notifier.ready()
+        log.info("ready")
+
+    async def _reloader(self, workspace: Workspace, deliverer: Deliverer) -> None:
+        """Apply SIGHUPs: dispatch channel, auto-invite list and log level, no reconnects."""
+        while True:
+            await self._reload.wait()
+            self._reload.clear()
+            self.notifier.reloading()
+            new = reload_config(self)
+            if new is not None:
+                try:
+                    if new.slack.dispatch_channel != self.config.slack.dispatch_channel:
+                        await workspace.set_dispatch(new.slack.dispatch_channel)
+                    deliverer.config = new.slack
+                    logs.setup(new.log.level, new.log.format)
+                    if _secrets(new) != _secrets(self.config):
+                        log.warning("token changes need a restart; keeping the running tokens")
+                    self.config = new
+                    log.info("configuration reloaded")
+                except (ConfigError, DeliveryError) as exc:
+                    log.error("reload refused; keeping the running config",
+                              extra={"error": str(exc)})  # fmt: skip
+            self.notifier.ready()
+
+    def _socket_state(self, state: str) -> None:
+        self._state = state
+
+    def _store_state(self, problem: str | None) -> None:
+        self._state = f"degraded: {problem}" if problem else "connected"
+
+    def status_line(self) -> str:
+        backlog = self.outbox.backlog if self.outbox else 0
+        problem = self.outbox.store_problem if self.outbox else None
+        state = f"degraded: {problem}" if problem else self._state
+        return f"{state}; backlog {backlog}"
+
+    async def _heartbeat(self) -> None:
+        """WATCHDOG=1 from the event loop itself (a stalled loop gets restarted) and STATUS=."""
+        every = self.notifier.watchdog_interval or 5.0
+        while True:
+            self.notifier.send(WATCHDOG=1, STATUS=self.status_line())
+            await asyncio.sleep(every)
+
+
+def _secrets(config: Config) -> list[str]:
+    found = [config.slack.bot_token, config.slack.app_token, config.slack.user_token]
+    if config.sources.telegram:
+        found.append(config.sources.telegram.bot_token)
+    return [s.get_secret_value() for s in found if s is not None]
+
+
+async def _workspace(web: SlackWeb, config: Config) -> Workspace:
+    try:
+        return await Workspace.connect(web, config.slack.dispatch_channel)
+    except Permanent as exc:
+        if exc.code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+            raise ConfigError("slack.bot_token", f"Slack refused it ({exc.code})") from None
+        if exc.code == "missing_scope":
+            raise ConfigError(
+                "slack", "the app lacks a scope; reinstall it from the manifest"
+            ) from None
+        raise
+
+
+def _upstreams(
+    config: Config, http: httpx.AsyncClient, gravatar: Gravatar
+) -> dict[SourceName, Upstream]:
+    found: dict[SourceName, Upstream] = {}
+    if config.sources.telegram:
+        telegram = Telegram(config.sources.telegram, http, avatar_for=gravatar.identicon)
+        found[telegram.name] = telegram
+    return found
+
+
+async def _until_connected(
+    what: str, stop: asyncio.Event, attempt: Callable[[], Awaitable[T]]
+) -> T | None:
+    """Retry ``attempt`` until it succeeds or the daemon is asked to stop (then None).
+
+    Refusals that no retry can fix (a bad token) become ConfigError: exit 78.
+    """
+    failures = 0
+    while not stop.is_set():
+        try:
+            return await attempt()
+        except Permanent as exc:
+            if exc.code == "http_401":
+                raise ConfigError(f"sources.{what}.bot_token", "refused as unauthorized") from None
+            raise
+        except DeliveryError as exc:
+            failures += 1
+            delay = retry.RECONNECT.delay(failures)
+            log.warning(f"cannot reach {what}", extra={"error": str(exc), "retry_in": delay})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+    return None
+
+
+async def _housekeeping(db: Database) -> None:
+    while True:
+        async with db.write() as tx:
+            await q.prune(tx, time.time(), KEEP_FINISHED)
+        await asyncio.sleep(HOUSEKEEPING_EVERY)
+
+
+def install_signals(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, service.stop)
+    loop.add_signal_handler(signal.SIGINT, service.stop)
+    loop.add_signal_handler(signal.SIGHUP, service.reload)
+
+
+def reload_config(service: Service) -> Config | None:
+    if service.config_path is None:
+        return None
+    try:
+        return load_config(service.config_path)
+    except ConfigError as exc:
+        log.error("reload refused; keeping the running config", extra={"error": str(exc)})
+        return None

@@ -1,0 +1,1 @@
+"""Slack: the Web API, Socket Mode, and the workspace skbridge lives in."""

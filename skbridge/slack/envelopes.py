@@ -1,0 +1,113 @@
+"""Socket Mode envelopes translated into the core's types, at the edge.
+
+Events are deduplicated on ``payload.event_id`` (Slack retries an event with a new
+envelope ID); slash commands and interactions on ``envelope_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from skbridge.core.model import ChannelEvent, SlashCommand
+from skbridge.ids import ChannelId, EnvelopeId, OutboxId, SlackUserId
+
+COMMAND = "/sk"
+JOIN_ACTION = "join_conversation"
+RESEND_ACTION = "resend_reply"
+
+_CHANNEL_EVENTS = {
+    "channel_archive": "archive",
+    "channel_unarchive": "unarchive",
+    "channel_deleted": "deleted",
+    "channel_rename": "rename",
+}
+"""Customer channels are public channels; these are the only events subscribed to."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinClicked:
+    channel_id: ChannelId
+    user_id: SlackUserId
+
+
+@dataclass(frozen=True, slots=True)
+class ResendClicked:
+    row_id: OutboxId
+    channel_id: ChannelId
+    user_id: SlackUserId
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    error: str
+
+
+Parsed = SlashCommand | ChannelEvent | JoinClicked | ResendClicked | Ignored | Malformed
+
+
+def dedupe_key(envelope: dict[str, Any]) -> str | None:
+    payload = envelope.get("payload")
+    if envelope.get("type") == "events_api" and isinstance(payload, dict):
+        event_id = payload.get("event_id")
+        if isinstance(event_id, str) and event_id:
+            return f"slack-event:{event_id}"
+    envelope_id = envelope.get("envelope_id")
+    return f"slack-envelope:{envelope_id}" if isinstance(envelope_id, str) else None
+
+
+def parse(envelope: dict[str, Any]) -> Parsed:
+    try:
+        kind = envelope["type"]
+        payload = envelope["payload"]
+        if not isinstance(payload, dict):
+            return Malformed("payload is not an object")
+        if kind == "slash_commands":
+            return _command(EnvelopeId(envelope["envelope_id"]), payload)
+        if kind == "events_api":
+            return _event(payload["event"])
+        if kind == "interactive":
+            return _interaction(payload)
+        return Ignored(f"envelope type {kind}")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return Malformed(f"{type(exc).__name__}: {exc}")
+
+
+def _command(envelope_id: EnvelopeId, payload: dict[str, Any]) -> Parsed:
+    if payload.get("command") != COMMAND:
+        return Ignored(f"command {payload.get('command')}")
+    return SlashCommand(
+        envelope_id=envelope_id,
+        channel_id=ChannelId(str(payload["channel_id"])),
+        user_id=SlackUserId(str(payload["user_id"])),
+        text=str(payload.get("text") or ""),
+    )
+
+
+def _event(event: dict[str, Any]) -> Parsed:
+    kind = _CHANNEL_EVENTS.get(str(event.get("type")))
+    if kind is None:
+        # Messages typed in a customer channel are the team's own talk: never forwarded.
+        return Ignored(f"event {event.get('type')}")
+    channel = event["channel"]
+    if kind == "rename":
+        return ChannelEvent(kind, ChannelId(str(channel["id"])), name=str(channel["name"]))
+    return ChannelEvent(kind, ChannelId(str(channel)))
+
+
+def _interaction(payload: dict[str, Any]) -> Parsed:
+    if payload.get("type") != "block_actions":
+        return Ignored(f"interaction {payload.get('type')}")
+    action = payload["actions"][0]
+    user = SlackUserId(str(payload["user"]["id"]))
+    if action.get("action_id") == JOIN_ACTION:
+        return JoinClicked(ChannelId(str(action["value"])), user)
+    if action.get("action_id") == RESEND_ACTION:
+        channel = ChannelId(str(payload["channel"]["id"]))
+        return ResendClicked(OutboxId(int(action["value"])), channel, user)
+    return Ignored(f"action {action.get('action_id')}")

@@ -1,0 +1,132 @@
+"""Slack Socket Mode: one websocket, envelopes handled in order, acked after they are durable.
+
+slack_sdk's own Socket Mode clients spawn an unowned task per frame (so order is lost)
+and a client whose session closed can loop forever; this small loop keeps the
+properties skbridge needs instead:
+
+* every (re)connect uses a fresh single-use URL from ``apps.connections.open``;
+* each envelope is handed to ``handle`` and acked only after ``handle`` returns (the
+  envelope is durable by then); if the database cannot take it, it is not acked and
+  Slack delivers it again;
+* websocket pings every ``heartbeat`` seconds notice a dead or half-open connection,
+  which is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from skbridge import retry
+from skbridge.errors import DeliveryError, StoreUnavailable
+from skbridge.slack.web import SlackWeb
+
+log = logging.getLogger(__name__)
+
+Envelope = dict[str, Any]
+Handler = Callable[[Envelope], Awaitable[dict[str, Any] | None]]
+"""Makes an envelope durable and returns the ack's payload (None for a bare ack)."""
+
+HELLO_TIMEOUT = 30.0
+
+
+class SocketMode:
+    def __init__(
+        self,
+        web: SlackWeb,
+        session: aiohttp.ClientSession,
+        handle: Handler,
+        *,
+        heartbeat: float = 10.0,
+        on_state: Callable[[str], None] = lambda state: None,
+    ) -> None:
+        self._web = web
+        self._session = session
+        self._handle = handle
+        self._heartbeat = heartbeat
+        self._on_state = on_state
+        self.connected = asyncio.Event()
+        self.connections = 0
+
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+        failures = 0
+        while True:
+            try:
+                url = await self._web.socket_url()
+                await self._connection(url)
+                failures = 0
+            except (DeliveryError, aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                failures += 1
+                delay = retry.RECONNECT.delay(failures)
+                log.warning(
+                    "socket mode connection failed",
+                    extra={"error": str(exc) or type(exc).__name__, "retry_in": round(delay, 1)},
+                )
+                self._on_state("reconnecting")
+                await retry.wait(delay)
+            finally:
+                self.connected.clear()
+
+    async def _connection(self, url: str) -> None:
+        async with self._session.ws_connect(
+            url, heartbeat=self._heartbeat, autoping=True, max_msg_size=16 * 2**20
+        ) as ws:
+            hello = await asyncio.wait_for(ws.receive(), HELLO_TIMEOUT)
+            if hello.type is not aiohttp.WSMsgType.TEXT or _type_of(hello.data) != "hello":
+                raise ConnectionError(f"expected hello, got {hello.type.name}")
+            self.connections += 1
+            self.connected.set()
+            self._on_state("connected")
+            log.info("socket mode connected", extra={"connection": self.connections})
+            async for message in ws:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                if not await self._frame(ws, message.data):
+                    break
+            log.info("socket mode connection closed", extra={"code": ws.close_code})
+
+    async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: str) -> bool:
+        """Handle one frame; False when the connection should be replaced."""
+        try:
+            frame = json.loads(data)
+            if not isinstance(frame, dict):
+                raise TypeError("frame is not an object")
+        except (ValueError, TypeError):
+            log.warning("socket mode frame is not JSON", extra={"frame": data[:200]})
+            return True
+        kind = frame.get("type")
+        if kind == "disconnect":
+            log.info("socket mode disconnect requested", extra={"reason": frame.get("reason")})
+            return False
+        envelope_id = frame.get("envelope_id")
+        if not isinstance(envelope_id, str):
+            log.debug("socket mode frame ignored", extra={"kind": kind})
+            return True
+        try:
+            payload = await self._handle(frame)
+        except StoreUnavailable as exc:
+            self._on_state(f"degraded: {exc}")
+            log.error(
+                "envelope not acked: database unavailable",
+                extra={"envelope": envelope_id, "error": str(exc)},
+            )
+            return True
+        ack: dict[str, Any] = {"envelope_id": envelope_id}
+        if payload is not None:
+            ack["payload"] = payload
+        await ws.send_str(json.dumps(ack))
+        return True
+
+
+def _type_of(data: str) -> str | None:
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return None
+    return frame.get("type") if isinstance(frame, dict) else None

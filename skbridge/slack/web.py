@@ -1,0 +1,326 @@
+"""Slack's Web API, as skbridge uses it.
+
+Wraps slack_sdk's ``AsyncWebClient`` with its automatic retries turned off: a blind
+retry of ``chat.postMessage`` can post twice. Every failure is translated into
+skbridge's error tree here, and posts are paced per channel at Slack's rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from skbridge.config import SlackConfig
+from skbridge.errors import Ambiguous, DeliveryError, Permanent, RateLimited, Retryable
+from skbridge.ids import ChannelId, MessageTs, SlackUserId
+from skbridge.pacing import Pacer
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "skbridge_delivery"
+"""``metadata.event_type`` of every post, whose payload carries the post's own key."""
+
+# Slack errors that mean "our fault, try again later" rather than "your request is bad".
+_TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the bot is, from ``auth.test``."""
+
+    user_id: SlackUserId
+    bot_id: str
+    team_id: str
+    team_url: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SlackUser:
+    id: SlackUserId
+    name: str
+    """The name people see: display name, else real name, else handle."""
+    email: str | None
+    image_url: str | None
+    is_bot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SlackChannel:
+    id: ChannelId
+    name: str
+    is_private: bool
+    is_archived: bool
+    is_member: bool
+    creator: str
+
+
+class SlackWeb:
+    """The Web API calls skbridge makes, with pacing and error translation."""
+
+    def __init__(
+        self,
+        config: SlackConfig,
+        session: aiohttp.ClientSession,
+        *,
+        post_rate: float | None = 1.0,
+        post_burst: int = 3,
+        create_per_minute: float | None = 20.0,
+    ) -> None:
+        def client(token: str) -> AsyncWebClient:
+            return AsyncWebClient(
+                token=token,
+                base_url=config.api_url,
+                session=session,
+                timeout=int(config.request_timeout),
+                retry_handlers=[],
+            )
+
+        self._bot = client(config.bot_token.get_secret_value())
+        self._app = client(config.app_token.get_secret_value())
+        self._user = client(config.user_token.get_secret_value()) if config.user_token else None
+        self.posts = Pacer(post_rate, post_burst)
+        self.creations = Pacer(None if create_per_minute is None else create_per_minute / 60, 3)
+        self._create_lock = asyncio.Lock()
+
+    @property
+    def can_unarchive(self) -> bool:
+        return self._user is not None
+
+    async def _call(
+        self, method: str, *, client: AsyncWebClient | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Call ``method``; returns the response body or raises a DeliveryError."""
+        api = client or self._bot
+        try:
+            if method == "chat.postMessage":
+                response = await api.api_call(method, json=params)
+            else:
+                response = await api.api_call(method, data=_form(params))
+        except SlackApiError as exc:
+            raise _translate_api_error(method, exc) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise Retryable("connect_failed", f"{method}: {exc.os_error}") from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise Ambiguous("timeout", method) from exc
+        except (aiohttp.ClientError, AttributeError, ValueError) as exc:
+            # AttributeError/ValueError: slack_sdk choking on a non-JSON error page.
+            raise Ambiguous("transport", f"{method}: {type(exc).__name__}") from exc
+        data = response.data
+        assert isinstance(data, dict)
+        if method == "auth.test":
+            data = {**data, "_scopes": response.headers.get("x-oauth-scopes", "")}
+        return data
+
+    # --- identity and people -----------------------------------------------------------
+
+    async def auth_test(self) -> Identity:
+        data = await self._call("auth.test")
+        scopes = frozenset(s.strip() for s in str(data.get("_scopes", "")).split(",") if s.strip())
+        return Identity(
+            user_id=SlackUserId(data["user_id"]),
+            bot_id=str(data.get("bot_id", "")),
+            team_id=str(data.get("team_id", "")),
+            team_url=str(data.get("url", "")),
+            scopes=scopes,
+        )
+
+    async def socket_url(self) -> str:
+        """A fresh, single-use Socket Mode URL (``apps.connections.open``)."""
+        data = await self._call("apps.connections.open", client=self._app)
+        return str(data["url"])
+
+    async def primary_owner(self) -> SlackUserId | None:
+        cursor = ""
+        while True:
+            data = await self._call("users.list", limit=200, cursor=cursor)
+            for member in data.get("members", []):
+                if member.get("is_primary_owner") and not member.get("deleted"):
+                    return SlackUserId(member["id"])
+            cursor = data.get("response_metadata", {}).get("next_cursor", "")
+            if not cursor:
+                return None
+
+    async def user(self, user_id: SlackUserId) -> SlackUser:
+        data = await self._call("users.info", user=user_id)
+        member = data["user"]
+        profile = member.get("profile", {})
+        name = (
+            profile.get("display_name")
+            or profile.get("real_name")
+            or member.get("real_name")
+            or member.get("name")
+            or user_id
+        )
+        return SlackUser(
+            id=user_id,
+            name=str(name),
+            email=profile.get("email") or None,
+            image_url=profile.get("image_192") or profile.get("image_72") or None,
+            is_bot=bool(member.get("is_bot")),
+        )
+
+    # --- channels -------------------------------------------------------------------------
+
+    async def create_channel(self, name: str) -> SlackChannel:
+        """Create a public channel. Serialised and paced: Slack's Tier 2 allows ~20/min,
+        and two concurrent creates can both succeed with the same name."""
+        async with self._create_lock:
+            await self.creations.acquire()
+            try:
+                data = await self._call("conversations.create", name=name, is_private=False)
+            except RateLimited as exc:
+                self.creations.hold("", exc.retry_after)
+                raise
+        return _channel(data["channel"])
+
+    async def channel(self, channel_id: ChannelId) -> SlackChannel:
+        data = await self._call("conversations.info", channel=channel_id)
+        return _channel(data["channel"])
+
+    async def find_channel(self, name: str) -> SlackChannel | None:
+        """Look a channel up by name, archived ones included."""
+        wanted = name.lstrip("#")
+        cursor = ""
+        while True:
+            data = await self._call(
+                "conversations.list",
+                types="public_channel,private_channel",
+                exclude_archived=False,
+                limit=1000,
+                cursor=cursor,
+            )
+            for raw in data.get("channels", []):
+                if raw.get("name") == wanted:
+                    return _channel(raw)
+            cursor = data.get("response_metadata", {}).get("next_cursor", "")
+            if not cursor:
+                return None
+
+    async def join(self, channel_id: ChannelId) -> None:
+        await self._call("conversations.join", channel=channel_id)
+
+    async def invite(self, channel_id: ChannelId, users: list[SlackUserId]) -> None:
+        """Invite users; those already in the channel are not an error."""
+        try:
+            await self._call("conversations.invite", channel=channel_id, users=",".join(users))
+        except Permanent as exc:
+            if exc.code != "already_in_channel":
+                raise
+
+    async def unarchive(self, channel_id: ChannelId) -> None:
+        """Unarchive with the user token (bot tokens cannot); then the bot rejoins."""
+        if self._user is None:
+            raise Permanent("not_allowed_token_type", "no user token configured")
+        try:
+            await self._call("conversations.unarchive", client=self._user, channel=channel_id)
+        except Permanent as exc:
+            if exc.code != "not_archived":
+                raise
+        await self.join(channel_id)
+
+    # --- messages -------------------------------------------------------------------------
+
+    async def post(
+        self,
+        channel: ChannelId,
+        text: str,
+        *,
+        key: str,
+        blocks: list[dict[str, Any]] | None = None,
+        username: str | None = None,
+        icon_url: str | None = None,
+    ) -> MessageTs:
+        """Post a message tagged with ``key`` (see :meth:`find_post`). Paced per channel."""
+        params: dict[str, Any] = {
+            "channel": channel,
+            "text": text,
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "metadata": {"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+        }
+        if blocks:
+            params["blocks"] = blocks
+        if username:
+            params["username"] = username[:80]
+        if icon_url:
+            params["icon_url"] = icon_url
+        await self.posts.acquire(channel)
+        try:
+            data = await self._call("chat.postMessage", **params)
+        except RateLimited as exc:
+            self.posts.hold(channel, exc.retry_after)
+            raise
+        return MessageTs(str(data["ts"]))
+
+    async def find_post(self, channel: ChannelId, key: str, oldest: float) -> MessageTs | None:
+        """The ts of our post tagged ``key`` since ``oldest``, if Slack has it."""
+        cursor = ""
+        for _ in range(20):
+            data = await self._call(
+                "conversations.history",
+                channel=channel,
+                oldest=f"{max(0.0, oldest):.6f}",
+                limit=200,
+                include_all_metadata=True,
+                cursor=cursor,
+            )
+            for message in data.get("messages", []):
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == METADATA_EVENT and payload.get("key") == key:
+                    return MessageTs(str(message["ts"]))
+            cursor = data.get("response_metadata", {}).get("next_cursor", "")
+            if not data.get("has_more") or not cursor:
+                return None
+        return None
+
+    async def post_ephemeral(self, channel: ChannelId, user: SlackUserId, text: str) -> None:
+        await self._call("chat.postEphemeral", channel=channel, user=user, text=text)
+
+
+def _form(params: dict[str, Any]) -> dict[str, str]:
+    """Form-encode parameters the way Slack reads them (booleans as true/false)."""
+    form: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, bool):
+            form[key] = "true" if value else "false"
+        elif isinstance(value, dict | list):
+            form[key] = json.dumps(value)
+        else:
+            form[key] = str(value)
+    return form
+
+
+def _channel(raw: dict[str, Any]) -> SlackChannel:
+    return SlackChannel(
+        id=ChannelId(raw["id"]),
+        name=str(raw.get("name", "")),
+        is_private=bool(raw.get("is_private")),
+        is_archived=bool(raw.get("is_archived")),
+        is_member=bool(raw.get("is_member")),
+        creator=str(raw.get("creator", "")),
+    )
+
+
+def _translate_api_error(method: str, exc: SlackApiError) -> DeliveryError:
+    response = exc.response
+    status = response.status_code
+    data = response.data if isinstance(response.data, dict) else {}
+    code = str(data.get("error") or f"http_{status}")
+    if status == 429 or code == "ratelimited":
+        try:
+            retry_after = float(response.headers.get("Retry-After", "1"))
+        except ValueError:
+            retry_after = 1.0
+        return RateLimited(retry_after, method)
+    if status >= 500 or code in _TRANSIENT:
+        return Ambiguous(code, method)
+    return Permanent(code, method)

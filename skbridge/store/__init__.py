@@ -1,0 +1,1 @@
+"""All state lives in one SQLite file; this package is the only code that touches it."""

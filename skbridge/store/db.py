@@ -1,0 +1,199 @@
+"""Opening the database, its pragmas, migrations, and the one writer.
+
+SQLite runs in WAL mode with ``synchronous=FULL``: skbridge acknowledges work to Slack
+and Telegram right after a commit, so a commit must survive power loss. Writes go
+through one connection guarded by a lock (aiosqlite serialises statements, not
+transactions); reads use a second connection and never see uncommitted work.
+
+This module never swallows a database error: ``disk full``, ``locked`` and
+``read-only`` become :class:`StoreUnavailable` so callers stop acknowledging work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from skbridge.errors import StoreError, StoreUnavailable
+from skbridge.store.migrations import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5_000
+_UNAVAILABLE = ("full", "locked", "readonly", "read-only", "disk i/o", "unable to open", "busy")
+
+Row = sqlite3.Row
+
+
+def translate(exc: sqlite3.Error) -> StoreError:
+    """Map a sqlite3 error onto skbridge's tree: transient conditions are StoreUnavailable."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and any(w in text for w in _UNAVAILABLE):
+        return StoreUnavailable(str(exc))
+    return StoreError(str(exc))
+
+
+class Tx:
+    """An open write transaction. Only valid inside ``Database.write()``."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement; returns the last inserted rowid."""
+        cursor = await self._conn.execute(sql, tuple(params))
+        rowid = cursor.lastrowid or 0
+        await cursor.close()
+        return rowid
+
+    async def changes(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement; returns how many rows it changed."""
+        cursor = await self._conn.execute(sql, tuple(params))
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        async with self._conn.execute(sql, tuple(params)) as cursor:
+            row: Row | None = await cursor.fetchone()
+            return row
+
+    async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self._conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+
+class Database:
+    """The skbridge database: one writer, one reader, both on the same file."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await _connect(path)
+            await _migrate(writer)
+            reader = await _connect(path)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open {path}: {exc.strerror}") from exc
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        """A write transaction (``BEGIN IMMEDIATE``), committed when the block ends."""
+        async with self._lock:
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            try:
+                yield Tx(self._writer)
+                await self._writer.commit()
+            except BaseException as exc:
+                await _rollback(self._writer)
+                if isinstance(exc, sqlite3.Error):
+                    raise translate(exc) from exc
+                raise
+
+    async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """Read one row from committed state."""
+        try:
+            async with self._reader.execute(sql, tuple(params)) as cursor:
+                row: Row | None = await cursor.fetchone()
+                return row
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """Read rows from committed state."""
+        try:
+            async with self._reader.execute(sql, tuple(params)) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    async def backup_to(self, dest: Path) -> None:
+        """A consistent online copy (``VACUUM INTO``), safe while the daemon runs."""
+        try:
+            await self._reader.execute("VACUUM INTO ?", (str(dest),))
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    async def integrity_check(self) -> str:
+        row = await self.one("PRAGMA integrity_check")
+        return str(row[0]) if row else "no answer"
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.rollback()
+    except sqlite3.Error:
+        log.exception("rollback failed")
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    current = int(row[0]) if row else 0
+    if current > len(MIGRATIONS):
+        raise StoreError(
+            f"database schema version {current} is newer than this skbridge "
+            f"({len(MIGRATIONS)}); upgrade skbridge or restore a backup"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version - 1]):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {version}")
+            await conn.commit()
+        except BaseException:
+            await _rollback(conn)
+            raise
+        log.info("database migrated", extra={"version": version})
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit on its own)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise StoreError(f"incomplete statement in migration: {buffer.strip()[:60]}")
+    return statements

@@ -1,0 +1,69 @@
+"""Numbered schema migrations. Append only: a released migration is never edited."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE conversations (
+        id            INTEGER PRIMARY KEY,
+        source        TEXT NOT NULL,
+        upstream_id   TEXT NOT NULL,
+        customer_name TEXT NOT NULL,
+        channel_id    TEXT,
+        channel_name  TEXT,
+        state         TEXT NOT NULL,
+        created_at    REAL NOT NULL,
+        last_activity REAL NOT NULL,
+        UNIQUE (source, upstream_id)
+    ) STRICT;
+
+    -- Every channel a conversation ever had; maps a channel ID back to its customer.
+    CREATE TABLE channels (
+        channel_id      TEXT PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+        name            TEXT NOT NULL,
+        members_invited INTEGER NOT NULL DEFAULT 0,
+        created_at      REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX channels_by_conversation ON channels (conversation_id);
+
+    -- Deduplication of everything that arrives: Slack event_id / envelope_id, upstream ids.
+    CREATE TABLE received (
+        key         TEXT PRIMARY KEY,
+        received_at REAL NOT NULL,
+        ack         TEXT
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX received_by_time ON received (received_at);
+
+    -- Payloads that could not be understood: kept with their error, never retried.
+    CREATE TABLE parked_input (
+        id          INTEGER PRIMARY KEY,
+        origin      TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        error       TEXT NOT NULL,
+        received_at REAL NOT NULL
+    ) STRICT;
+
+    -- Work for the other side, carried out in order per lane (one lane per conversation).
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        lane            TEXT NOT NULL,
+        conversation_id INTEGER REFERENCES conversations (id),
+        kind            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        created_at      REAL NOT NULL,
+        finished_at     REAL
+    ) STRICT;
+    CREATE INDEX outbox_unfinished ON outbox (lane, id) WHERE state IN ('pending', 'sending');
+    CREATE INDEX outbox_by_state ON outbox (state);
+    """,
+)

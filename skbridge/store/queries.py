@@ -1,0 +1,265 @@
+"""Small typed queries. Each takes the transaction (or database) it runs in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from skbridge.core.model import Conversation, ConvState, Customer, Op, op_to_json
+from skbridge.ids import ChannelId, ConversationId, OutboxId, SourceName, UpstreamUserId
+from skbridge.store.db import Row, Tx
+
+
+class Reader(Protocol):
+    async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None: ...
+    async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: OutboxId
+    lane: str
+    conversation_id: ConversationId | None
+    kind: str
+    payload: str
+    state: str
+    attempts: int
+    created_at: float
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+async def get_setting(db: Reader, key: str) -> str | None:
+    row = await db.one("SELECT value FROM settings WHERE key = ?", (key,))
+    return None if row is None else str(row[0])
+
+
+async def set_setting(tx: Tx, key: str, value: str) -> None:
+    await tx.execute(
+        "INSERT INTO settings (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+# --- deduplication ---------------------------------------------------------------------
+
+
+async def remember(tx: Tx, key: str, now: float) -> bool:
+    """Record that ``key`` arrived; False when it had arrived before."""
+    changed = await tx.changes(
+        "INSERT INTO received (key, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (key, now),
+    )
+    return changed == 1
+
+
+async def stored_ack(db: Reader, key: str) -> dict[str, Any] | None:
+    row = await db.one("SELECT ack FROM received WHERE key = ?", (key,))
+    if row is None or row[0] is None:
+        return None
+    ack: dict[str, Any] = json.loads(row[0])
+    return ack
+
+
+async def store_ack(tx: Tx, key: str, ack: dict[str, Any]) -> None:
+    await tx.execute("UPDATE received SET ack = ? WHERE key = ?", (json.dumps(ack), key))
+
+
+async def park_input(tx: Tx, origin: str, payload: str, error: str, now: float) -> None:
+    await tx.execute(
+        "INSERT INTO parked_input (origin, payload, error, received_at) VALUES (?, ?, ?, ?)",
+        (origin, payload, error, now),
+    )
+
+
+# --- conversations ---------------------------------------------------------------------
+
+_CONV_COLUMNS = (
+    "c.id, c.source, c.upstream_id, c.customer_name, c.channel_id, c.channel_name, c.state"
+)
+
+
+def _conversation(row: Row) -> Conversation:
+    return Conversation(
+        id=ConversationId(row[0]),
+        source=SourceName(row[1]),
+        upstream_id=UpstreamUserId(row[2]),
+        customer_name=row[3],
+        channel_id=None if row[4] is None else ChannelId(row[4]),
+        channel_name=row[5],
+        state=ConvState(row[6]),
+    )
+
+
+async def conversation(db: Reader, conv_id: ConversationId) -> Conversation | None:
+    row = await db.one(f"SELECT {_CONV_COLUMNS} FROM conversations c WHERE c.id = ?", (conv_id,))
+    return None if row is None else _conversation(row)
+
+
+async def conversation_of_customer(
+    db: Reader, source: SourceName, upstream_id: UpstreamUserId
+) -> Conversation | None:
+    row = await db.one(
+        f"SELECT {_CONV_COLUMNS} FROM conversations c WHERE c.source = ? AND c.upstream_id = ?",
+        (source, upstream_id),
+    )
+    return None if row is None else _conversation(row)
+
+
+async def conversation_of_channel(db: Reader, channel_id: ChannelId) -> Conversation | None:
+    """The conversation that owns ``channel_id``, now or in the past."""
+    row = await db.one(
+        f"SELECT {_CONV_COLUMNS} FROM channels ch "
+        "JOIN conversations c ON c.id = ch.conversation_id WHERE ch.channel_id = ?",
+        (channel_id,),
+    )
+    return None if row is None else _conversation(row)
+
+
+async def insert_conversation(
+    tx: Tx, customer: Customer, state: ConvState, now: float
+) -> Conversation:
+    conv_id = await tx.execute(
+        "INSERT INTO conversations (source, upstream_id, customer_name, state, created_at, "
+        "last_activity) VALUES (?, ?, ?, ?, ?, ?)",
+        (customer.source, customer.upstream_id, customer.name, state, now, now),
+    )
+    return Conversation(
+        id=ConversationId(conv_id),
+        source=customer.source,
+        upstream_id=customer.upstream_id,
+        customer_name=customer.name,
+        channel_id=None,
+        channel_name=None,
+        state=state,
+    )
+
+
+async def update_conversation(
+    tx: Tx, conv_id: ConversationId, *, state: ConvState | None, now: float, name: str | None = None
+) -> None:
+    await tx.execute(
+        "UPDATE conversations SET state = coalesce(?, state), "
+        "customer_name = coalesce(?, customer_name), last_activity = ? WHERE id = ?",
+        (state, name, now, conv_id),
+    )
+
+
+async def attach_channel(
+    tx: Tx, conv_id: ConversationId, channel_id: ChannelId, name: str, now: float
+) -> None:
+    """Make ``channel_id`` the conversation's current, open channel."""
+    await tx.execute(
+        "UPDATE conversations SET channel_id = ?, channel_name = ?, state = ? WHERE id = ?",
+        (channel_id, name, ConvState.OPEN, conv_id),
+    )
+    await tx.execute(
+        "INSERT INTO channels (channel_id, conversation_id, name, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (channel_id) DO UPDATE SET name = excluded.name",
+        (channel_id, conv_id, name, now),
+    )
+
+
+async def rename_channel(tx: Tx, channel_id: ChannelId, name: str) -> None:
+    await tx.execute("UPDATE channels SET name = ? WHERE channel_id = ?", (name, channel_id))
+    await tx.execute(
+        "UPDATE conversations SET channel_name = ? WHERE channel_id = ?", (name, channel_id)
+    )
+
+
+async def members_invited(db: Reader, channel_id: ChannelId) -> bool:
+    row = await db.one("SELECT members_invited FROM channels WHERE channel_id = ?", (channel_id,))
+    return bool(row and row[0])
+
+
+async def mark_members_invited(tx: Tx, channel_id: ChannelId) -> None:
+    await tx.execute("UPDATE channels SET members_invited = 1 WHERE channel_id = ?", (channel_id,))
+
+
+async def channel_names_in_use(db: Reader, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` skbridge has already used for some channel."""
+    marks = ",".join("?" * len(names))
+    rows = await db.all(f"SELECT name FROM channels WHERE name IN ({marks})", names)
+    return {str(r[0]) for r in rows}
+
+
+# --- outbox --------------------------------------------------------------------------------
+
+_OUTBOX_COLUMNS = "id, lane, conversation_id, kind, payload, state, attempts, created_at"
+
+
+def lane_of(conv_id: ConversationId | None) -> str:
+    return f"c{conv_id}" if conv_id is not None else "workspace"
+
+
+def _outbox(row: Row) -> OutboxRow:
+    return OutboxRow(
+        id=OutboxId(row[0]),
+        lane=row[1],
+        conversation_id=None if row[2] is None else ConversationId(row[2]),
+        kind=row[3],
+        payload=row[4],
+        state=row[5],
+        attempts=row[6],
+        created_at=row[7],
+    )
+
+
+async def enqueue(
+    tx: Tx, conv_id: ConversationId | None, ops: Iterable[Op], now: float
+) -> list[OutboxRow]:
+    lane = lane_of(conv_id)
+    rows: list[OutboxRow] = []
+    for op in ops:
+        payload = op_to_json(op)
+        row_id = await tx.execute(
+            "INSERT INTO outbox (lane, conversation_id, kind, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (lane, conv_id, op.kind, payload, now),
+        )
+        rows.append(OutboxRow(OutboxId(row_id), lane, conv_id, op.kind, payload, "pending", 0, now))
+    return rows
+
+
+async def unfinished(db: Reader) -> list[OutboxRow]:
+    """Every pending or in-flight outbox row, oldest first."""
+    rows = await db.all(
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state IN ('pending', 'sending') ORDER BY id"
+    )
+    return [_outbox(r) for r in rows]
+
+
+async def outbox_row(db: Reader, row_id: OutboxId) -> OutboxRow | None:
+    row = await db.one(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (row_id,))
+    return None if row is None else _outbox(row)
+
+
+async def set_outbox_state(
+    tx: Tx, row_id: OutboxId, state: str, now: float, error: str | None = None
+) -> None:
+    finished = None if state in ("pending", "sending") else now
+    await tx.execute(
+        "UPDATE outbox SET state = ?, finished_at = ?, last_error = coalesce(?, last_error) "
+        "WHERE id = ?",
+        (state, finished, error, row_id),
+    )
+
+
+async def record_attempt(tx: Tx, row_id: OutboxId, error: str) -> int:
+    """Count a failed attempt; returns the number of attempts so far."""
+    await tx.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, row_id)
+    )
+    row = await tx.one("SELECT attempts FROM outbox WHERE id = ?", (row_id,))
+    return int(row[0]) if row else 0
+
+
+async def prune(tx: Tx, now: float, keep_seconds: float) -> None:
+    """Forget finished work and old deduplication keys."""
+    cutoff = now - keep_seconds
+    await tx.execute("DELETE FROM received WHERE received_at < ?", (cutoff,))
+    await tx.execute("DELETE FROM outbox WHERE state = 'done' AND finished_at < ?", (cutoff,))

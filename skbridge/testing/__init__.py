@@ -1,0 +1,1 @@
+"""Test helpers: in-process fakes of the services skbridge talks to."""

@@ -1,0 +1,54 @@
+"""Upstream messaging sources: where customers write from. One module per source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from skbridge.core.model import CustomerMessage
+from skbridge.ids import SourceName, UpstreamUserId
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """Who replies, as the customer should see them."""
+
+    name: str
+    avatar_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One item from an upstream: a message, or something we could not read."""
+
+    key: str
+    """Unique per item within the source (deduplication)."""
+    message: CustomerMessage | None
+    raw: str
+    error: str | None = None
+
+
+class Intake(Protocol):
+    async def upstream_batch(
+        self, source: SourceName, arrivals: list[Arrival], cursor: str | None
+    ) -> None:
+        """Make ``arrivals`` durable together with the source's new ``cursor``."""
+
+
+class Upstream(Protocol):
+    name: SourceName
+    label: str
+    """Human name of the source, e.g. ``Telegram``."""
+
+    async def run(self, intake: Intake, cursor: str | None) -> None:
+        """Receive from the source forever, starting after ``cursor``."""
+
+    async def send(self, to: UpstreamUserId, text: str, agent: Agent) -> str:
+        """Deliver ``text`` to the customer; returns the upstream's message ID.
+
+        Raises ``Retryable`` when it certainly did not arrive, ``Ambiguous`` when it
+        may have, ``Permanent`` when it never will.
+        """
+
+    async def check(self) -> str:
+        """Ask the source who we are; returns a description for ``skbridge check``."""

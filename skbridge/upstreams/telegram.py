@@ -1,0 +1,180 @@
+"""The Telegram Bot API as an upstream: ``getUpdates`` long polling, ``sendMessage`` replies.
+
+Outbound HTTPS only. Updates are handed to the intake together with the next offset,
+and the intake stores both in one transaction, so an update is confirmed to Telegram
+(by polling with a higher offset) only after it is durable. This module never puts
+the bot token in a log line: it is part of every URL, so URLs are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from skbridge import retry
+from skbridge.config import TelegramConfig
+from skbridge.core.model import Customer, CustomerMessage
+from skbridge.core.text import split_text
+from skbridge.errors import Ambiguous, DeliveryError, Permanent, RateLimited, Retryable
+from skbridge.ids import SourceName, UpstreamUserId
+from skbridge.pacing import Pacer
+from skbridge.upstreams import Agent, Arrival, Intake
+
+log = logging.getLogger(__name__)
+
+SOURCE = SourceName("telegram")
+AvatarFor = Callable[[str], str | None]
+TEXT_LIMIT = 4096
+_KINDS = ("photo", "video", "voice", "audio", "document", "sticker", "animation",
+          "video_note", "contact", "location", "venue", "poll", "dice")  # fmt: skip
+
+
+class Telegram:
+    name = SOURCE
+    label = "Telegram"
+
+    def __init__(
+        self,
+        config: TelegramConfig,
+        client: httpx.AsyncClient,
+        avatar_for: AvatarFor | None = None,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._base = f"{config.api_url.rstrip('/')}/bot{config.bot_token.get_secret_value()}"
+        self._avatar_for = avatar_for
+        self.per_chat = Pacer(1.0, 3)
+        self.overall = Pacer(30.0, 30)
+        self.polling = False
+
+    async def _call(self, method: str, params: dict[str, Any], seconds: float) -> Any:
+        try:
+            response = await self._client.post(
+                f"{self._base}/{method}", json=params, timeout=seconds
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Retryable("connect_failed", f"{method}: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:  # the request went out; its effect is unknown
+            raise Ambiguous("transport", f"{method}: {type(exc).__name__}") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code == 200 and body.get("ok"):
+            return body.get("result")
+        description = str(body.get("description") or f"HTTP {response.status_code}")
+        if response.status_code == 429:
+            after = (body.get("parameters") or {}).get("retry_after", 1)
+            raise RateLimited(float(after), description)
+        if response.status_code >= 500:
+            raise Ambiguous(f"http_{response.status_code}", description)
+        raise Permanent(f"http_{response.status_code}", description)
+
+    async def check(self) -> str:
+        me = await self._call("getMe", {}, self._config.request_timeout)
+        return f"@{me.get('username')} (id {me.get('id')})"
+
+    async def run(self, intake: Intake, cursor: str | None) -> None:
+        offset = int(cursor) if cursor else 0
+        failures = 0
+        timeout = self._config.poll_timeout
+        while True:
+            params: dict[str, Any] = {
+                "offset": offset,
+                "limit": 100,
+                "timeout": timeout,
+                "allowed_updates": ["message", "edited_message"],
+            }
+            try:
+                self.polling = True
+                updates = await self._call(
+                    "getUpdates", params, timeout + self._config.request_timeout
+                )
+            except DeliveryError as exc:
+                self.polling = False
+                failures += 1
+                delay = retry.RECONNECT.delay(failures, getattr(exc, "retry_after", None))
+                if exc.code == "http_409":
+                    log.error("another process is polling this Telegram bot; stop it")
+                elif exc.code == "http_401":
+                    log.error("Telegram refused the bot token (sources.telegram.bot_token)")
+                else:
+                    log.warning("telegram poll failed", extra={"error": str(exc)})
+                await retry.wait(delay)
+                continue
+            failures = 0
+            if not isinstance(updates, list) or not updates:
+                continue
+            arrivals = [parse_update(u, self._avatar_for) for u in updates]
+            offset = max(int(u.get("update_id", 0)) for u in updates if isinstance(u, dict)) + 1
+            await intake.upstream_batch(SOURCE, arrivals, str(offset))
+
+    async def send(self, to: UpstreamUserId, text: str, agent: Agent) -> str:
+        body = self._config.reply_format.format(agent=agent.name, text=text)
+        message_id = ""
+        for chunk in split_text(body, TEXT_LIMIT):
+            await self.overall.acquire()
+            await self.per_chat.acquire(to)
+            try:
+                result = await self._call(
+                    "sendMessage", {"chat_id": int(to), "text": chunk}, self._config.request_timeout
+                )
+            except RateLimited as exc:
+                self.per_chat.hold(to, exc.retry_after)
+                raise
+            message_id = str((result or {}).get("message_id", ""))
+        return message_id
+
+
+def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
+    """Turn one Telegram update into an arrival; anything unreadable becomes an error."""
+    raw = json.dumps(update, ensure_ascii=False)[:100_000]
+    if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
+        return Arrival(f"telegram:bad:{digest}", message=None, raw=raw, error="no update_id")
+    key = f"telegram:{update['update_id']}"
+    edited = "edited_message" in update
+    message = update.get("edited_message") if edited else update.get("message")
+    if not isinstance(message, dict):
+        return Arrival(key, None, raw, error="update carries no message")
+    try:
+        chat = message["chat"]
+        sender = message["from"]
+        if chat.get("type") != "private":
+            return Arrival(key, None, raw, error=f"ignored {chat.get('type')} chat")
+        name = " ".join(p for p in (sender.get("first_name"), sender.get("last_name")) if p)
+        handle = sender.get("username")
+        user_id = UpstreamUserId(str(int(chat["id"])))
+        text = _text_of(message)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return Arrival(key, None, raw, error=f"malformed message: {exc!r}")
+    customer = Customer(
+        source=SOURCE,
+        upstream_id=user_id,
+        name=name or handle or f"Telegram user {user_id}",
+        handle=handle,
+        avatar_url=avatar_for(f"telegram:{user_id}") if avatar_for else None,
+    )
+    return Arrival(
+        key,
+        CustomerMessage(customer, text, str(message.get("message_id", "")), edited=edited),
+        raw,
+    )
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    text = message.get("text") or message.get("caption") or ""
+    if not isinstance(text, str):
+        raise TypeError("text is not a string")
+    kinds = [k for k in _KINDS if k in message]
+    if kinds:
+        note = f"[{kinds[0].replace('_', ' ')} — open Telegram to see it]"
+        return f"{note}\n{text}" if text else note
+    if not text:
+        raise ValueError("message has neither text nor a known attachment")
+    return text
