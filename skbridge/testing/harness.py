@@ -1,0 +1,149 @@
+"""A workspace of fakes and the real daemon pointed at them, for tests, the demo and benchmarks.
+
+Everything speaks the real protocols over loopback: the daemon under test is the real
+:class:`~skbridge.service.Service` built from a real config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skbridge.config import Config, load_config
+from skbridge.service import Service
+from skbridge.testing.fake_gravatar import FakeGravatar
+from skbridge.testing.fake_slack import FakeSlack
+from skbridge.testing.fake_telegram import FakeTelegram
+
+OWNER = "UOWNER"
+ALICE = "UALICE"
+BOB = "UBOB"
+ALICE_EMAIL = "Alice@Example.com "
+DISPATCH = "support"
+
+
+@dataclass
+class Fakes:
+    slack: FakeSlack
+    telegram: FakeTelegram
+    gravatar: FakeGravatar
+    dispatch_id: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def config_text(
+        self,
+        db_path: Path,
+        *,
+        dispatch: str = DISPATCH,
+        user_token: bool = False,
+        poll_timeout: int = 20,
+        log_level: str = "INFO",
+    ) -> str:
+        user = f'user_token = "{self.slack.user_token}"\n' if user_token else ""
+        return (
+            "[slack]\n"
+            f'bot_token = "{self.slack.bot_token}"\n'
+            f'app_token = "{self.slack.app_token}"\n'
+            f"{user}"
+            f'dispatch_channel = "{dispatch}"\n'
+            f'api_url = "{self.slack.api_url}"\n'
+            "request_timeout = 5\n"
+            "\n[sources.telegram]\n"
+            f'bot_token = "{self.telegram.token}"\n'
+            f'api_url = "{self.telegram.api_url}"\n'
+            f"poll_timeout = {poll_timeout}\n"
+            "request_timeout = 5\n"
+            "\n[store]\n"
+            f'path = "{db_path}"\n'
+            "\n[gravatar]\n"
+            f'url = "{self.gravatar.url}"\n'
+            "\n[log]\n"
+            f'level = "{log_level}"\n'
+        )
+
+    def write_config(self, directory: Path, **options: object) -> Path:
+        path = directory / "config.toml"
+        path.write_text(self.config_text(directory / "skbridge.db", **options))  # type: ignore[arg-type]
+        return path
+
+
+@contextlib.asynccontextmanager
+async def fakes(**slack_options: float | None) -> AsyncIterator[Fakes]:
+    """A Slack workspace (owner, two agents, a dispatch channel), a Telegram bot, Gravatar."""
+    async with (
+        FakeSlack(**slack_options) as slack,  # type: ignore[arg-type]
+        FakeTelegram() as telegram,
+        FakeGravatar() as gravatar,
+    ):
+        slack.add_user(OWNER, "olivia", real_name="Olivia Owner", is_primary_owner=True,
+                       is_owner=True, email="olivia@example.com")  # fmt: skip
+        slack.add_user(ALICE, "alice", display_name="Alice", real_name="Alice Agent",
+                       email=ALICE_EMAIL.strip(), image_192="https://img.example/alice.png")  # fmt: skip
+        slack.add_user(BOB, "bob", display_name="Bob", email="bob@example.com",
+                       image_192="https://img.example/bob.png")  # fmt: skip
+        gravatar.add(ALICE_EMAIL)
+        dispatch_id = slack.add_channel(DISPATCH, members=[OWNER, ALICE, BOB])
+        yield Fakes(slack, telegram, gravatar, dispatch_id)
+
+
+class Daemon:
+    """The real service, run in this event loop, restartable."""
+
+    def __init__(self, config_path: Path, *, slack_pacing: bool = False) -> None:
+        self.config_path = config_path
+        self.slack_pacing = slack_pacing
+        self.service: Service | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    async def start(self, wait_ready: bool = True) -> Service:
+        service = Service(self.config, config_path=self.config_path, slack_pacing=self.slack_pacing)
+        self.service = service
+        self._task = asyncio.create_task(service.run(), name="daemon")
+        if wait_ready:
+            ready = asyncio.create_task(service.ready.wait())
+            done, _ = await asyncio.wait({ready, self._task}, timeout=20,
+                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if self._task in done:
+                ready.cancel()
+                self._task.result()
+                raise RuntimeError("daemon stopped before it was ready")
+            if ready not in done:
+                ready.cancel()
+                raise TimeoutError("daemon not ready within 20 s")
+        return service
+
+    async def stop(self) -> None:
+        if self.service is None or self._task is None:
+            return
+        self.service.stop()
+        try:
+            await asyncio.wait_for(self._task, 20)
+        finally:
+            self.service = None
+            self._task = None
+
+    async def kill(self) -> None:
+        """Stop abruptly, like a crash: cancel everything without the orderly shutdown."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.service = None
+        self._task = None
+
+    async def restart(self) -> Service:
+        await self.stop()
+        return await self.start()
+
+    async def wait_idle(self, timeout: float = 10) -> None:
+        """Until the outbox has nothing left to do."""
+        assert self.service is not None and self.service.outbox is not None
+        await asyncio.wait_for(self.service.outbox.idle.wait(), timeout)

@@ -1,0 +1,39 @@
+"""Fixtures: the fakes, a config file pointing at them, and the real daemon."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from skbridge import retry
+from skbridge.testing.harness import Daemon, Fakes, fakes
+
+
+@pytest.fixture(autouse=True)
+def fast_retries() -> Iterator[None]:
+    retry.set_testing(True)
+    yield
+    retry.set_testing(False)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[Fakes]:
+    async with fakes() as f:
+        yield f
+
+
+@pytest.fixture
+def config_path(world: Fakes, tmp_path: Path) -> Path:
+    return world.write_config(tmp_path)
+
+
+@pytest.fixture
+async def daemon(config_path: Path) -> AsyncIterator[Daemon]:
+    d = Daemon(config_path)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.stop()
