@@ -36,9 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument(
-            "-c", "--config", type=Path, default=None,
+            "-c",
+            "--config",
+            type=Path,
+            default=None,
             help=f"config file (default: $SKBRIDGE_CONFIG, else {DEFAULT_CONFIG_PATH})",
-        )  # fmt: skip
+        )
         return sub
 
     with_config("run", "run the daemon in the foreground until SIGTERM/SIGINT")

@@ -213,8 +213,9 @@ class Deliverer:
                 return previous
         channel = await self._create(conv, suspect)
         if previous:
-            await self._post(channel.id, messages.continues(previous), f"{key}:continues",
-                             suspect, row)  # fmt: skip
+            await self._post(
+                channel.id, messages.continues(previous), f"{key}:continues", suspect, row
+            )
         await self._invite(channel.id)
         async with self._db.write() as tx:
             await q.attach_channel(tx, conv.id, channel.id, channel.name, self._clock())
@@ -254,8 +255,9 @@ class Deliverer:
     ) -> None:
         channel = await self._live_channel(conv)
         label = getattr(self._upstreams.get(conv.source), "label", conv.source)
-        text, blocks = messages.dispatch(conv, channel, str(label), reopened,
-                                         self._ws.channel_url(channel))  # fmt: skip
+        text, blocks = messages.dispatch(
+            conv, channel, str(label), reopened, self._ws.channel_url(channel)
+        )
         await self._post_dispatch((text, blocks), key, suspect, row)
 
     async def _post_dispatch(
@@ -294,8 +296,9 @@ class Deliverer:
             try:
                 await self._web.invite(channel, [user])
             except Permanent as exc:
-                log.warning("invite failed", extra={"channel": channel, "user": user,
-                                                    "error": exc.code})  # fmt: skip
+                log.warning(
+                    "invite failed", extra={"channel": channel, "user": user, "error": exc.code}
+                )
 
     async def _invite_members(self, row: OutboxRow, conv: Conversation) -> list[OutboxRow]:
         channel = await self._live_channel(conv)
@@ -327,8 +330,12 @@ class Deliverer:
     ) -> list[OutboxRow]:
         if row.state == "sending":
             # The previous run stopped while this reply was on its way: it may have arrived.
-            return await self._settle(row, conv, "uncertain", messages.uncertain(
-                row, op, "skbridge stopped while sending it"))  # fmt: skip
+            return await self._settle(
+                row,
+                conv,
+                "uncertain",
+                messages.uncertain(row, op, "skbridge stopped while sending it"),
+            )
         upstream = self._upstreams.get(conv.source)
         if upstream is None:
             raise Permanent("no_upstream", f"source {conv.source} is not configured")

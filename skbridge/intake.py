@@ -162,9 +162,12 @@ class Intake:
             await q.update_conversation(tx, conv.id, state=None, now=now)
         log.info(
             "command",
-            extra={"envelope": command.envelope_id, "channel": command.channel_id,
-                   "accepted": bool(plan.ops)},
-        )  # fmt: skip
+            extra={
+                "envelope": command.envelope_id,
+                "channel": command.channel_id,
+                "accepted": bool(plan.ops),
+            },
+        )
         if plan.reply is None:
             return None, rows
         return {"response_type": "ephemeral", "text": plan.reply}, rows
@@ -180,9 +183,12 @@ class Intake:
             await q.update_conversation(tx, conv.id, state=plan.new_state, now=now)
             log.info(
                 "conversation state",
-                extra={"conversation": conv.id, "channel": event.channel_id,
-                       "state": str(plan.new_state)},
-            )  # fmt: skip
+                extra={
+                    "conversation": conv.id,
+                    "channel": event.channel_id,
+                    "state": str(plan.new_state),
+                },
+            )
 
     async def _resend(self, tx: Tx, click: envelopes.ResendClicked, now: float) -> list[OutboxRow]:
         original = await q.outbox_row(tx, click.row_id)

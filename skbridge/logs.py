@@ -63,8 +63,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        event.update({k: v if isinstance(v, int | float | bool) else str(v)
-                      for k, v in _fields(record).items()})  # fmt: skip
+        event.update(
+            {
+                k: v if isinstance(v, int | float | bool) else str(v)
+                for k, v in _fields(record).items()
+            }
+        )
         if record.exc_info:
             event["exc"] = self.formatException(record.exc_info)
         return redact(json.dumps(event, ensure_ascii=False))

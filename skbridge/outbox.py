@@ -149,9 +149,13 @@ class Outbox:
                 delay = self._policy.delay(failures)
                 log.warning(
                     "delivery failed; will retry",
-                    extra={"row": row.id, "kind": row.kind, "error": error,
-                           "retry_in": round(delay, 2)},
-                )  # fmt: skip
+                    extra={
+                        "row": row.id,
+                        "kind": row.kind,
+                        "error": error,
+                        "retry_in": round(delay, 2),
+                    },
+                )
                 await retry.wait(delay)
                 continue
             self.store_problem = None

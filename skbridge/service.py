@@ -164,8 +164,9 @@ class Service:
                     self.config = new
                     log.info("configuration reloaded")
                 except (ConfigError, DeliveryError) as exc:
-                    log.error("reload refused; keeping the running config",
-                              extra={"error": str(exc)})  # fmt: skip
+                    log.error(
+                        "reload refused; keeping the running config", extra={"error": str(exc)}
+                    )
             self.notifier.ready()
 
     def _socket_state(self, state: str) -> None:

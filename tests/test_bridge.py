@@ -6,31 +6,19 @@ from pathlib import Path
 
 from skbridge.core.rules import NO_POWER, USAGE
 from skbridge.gravatar import email_hash
-from skbridge.testing.fake_slack import FakeSlack, Message
-from skbridge.testing.harness import ALICE, ALICE_EMAIL, BOB, OWNER, Daemon, Fakes
-
-ADA = 1001
-
-
-def customer_channel(slack: FakeSlack, name: str = "sk-ada-lovelace") -> str:
-    channel = slack.channel_by_name(name)
-    assert channel is not None, f"no channel {name}"
-    return channel.id
-
-
-def texts(slack: FakeSlack, channel_id: str) -> list[str]:
-    return [m.text for m in slack.messages(channel_id)]
-
-
-def dispatch_notices(world: Fakes) -> list[Message]:
-    return [m for m in world.slack.messages(world.dispatch_id) if m.bot_id]
-
-
-async def first_message(world: Fakes, text: str = "Hello") -> str:
-    world.telegram.customer_says(ADA, text, first_name="Ada", last_name="Lovelace")
-    await world.slack.wait_for(lambda: world.slack.channel_by_name("sk-ada-lovelace") is not None
-                               and bool(world.slack.messages(customer_channel(world.slack))))  # fmt: skip
-    return customer_channel(world.slack)
+from skbridge.testing.harness import (
+    ADA,
+    ALICE,
+    ALICE_EMAIL,
+    BOB,
+    OWNER,
+    Daemon,
+    Fakes,
+    customer_channel,
+    dispatch_notices,
+    first_message,
+    texts,
+)
 
 
 async def test_first_message_creates_a_channel_under_the_customers_name(
@@ -58,7 +46,9 @@ async def test_dispatch_is_notified_with_a_link_and_a_join_button(
     assert any(b.get("url", "").endswith(f"/archives/{channel}") for b in buttons)
     join = next(b for b in buttons if b.get("value") == channel)
 
-    envelope = await world.slack.send_block_action(world.dispatch_id, BOB, join["action_id"], channel)
+    envelope = await world.slack.send_block_action(
+        world.dispatch_id, BOB, join["action_id"], channel
+    )
     await world.slack.wait_ack(envelope["envelope_id"])
     await world.slack.wait_for(lambda: BOB in world.slack.channels[channel].members)
 
@@ -72,7 +62,9 @@ async def test_owner_is_invited_once_per_conversation(world: Fakes, daemon: Daem
     await world.slack.wait_for(lambda: len(world.slack.messages(channel)) == 2)
     await daemon.wait_idle()
     assert OWNER not in world.slack.channels[channel].members
-    invites = [c for c in world.slack.calls_to("conversations.invite") if OWNER in c.params["users"]]
+    invites = [
+        c for c in world.slack.calls_to("conversations.invite") if OWNER in c.params["users"]
+    ]
     assert len(invites) == 1
 
 
@@ -240,8 +232,10 @@ async def test_channel_names_are_slugged_and_unique(world: Fakes, daemon: Daemon
     world.telegram.customer_says(2004, "hi", first_name="Ada Lovelace " * 10)
     names = {"sk-zoe-2", "sk-zoe-3", "sk-te-2003"}
     await world.slack.wait_for(
-        lambda: names <= {c.name for c in world.slack.channels.values()}
-        and sum(c.name.startswith("sk-ada") for c in world.slack.channels.values()) == 1
+        lambda: (
+            names <= {c.name for c in world.slack.channels.values()}
+            and sum(c.name.startswith("sk-ada") for c in world.slack.channels.values()) == 1
+        )
     )
     long_name = next(c.name for c in world.slack.channels.values() if c.name.startswith("sk-ada"))
     assert len(long_name) <= 80

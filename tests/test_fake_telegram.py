@@ -124,9 +124,13 @@ async def test_customer_says_produces_private_message_update(
     tg: FakeTelegram, client: httpx.AsyncClient
 ) -> None:
     update_id = tg.customer_says(
-        CUSTOMER, "hello", first_name="Grace", last_name="Hopper", username="grace",
+        CUSTOMER,
+        "hello",
+        first_name="Grace",
+        last_name="Hopper",
+        username="grace",
         language_code="en",
-    )  # fmt: skip
+    )
     assert update_id == FIRST_UPDATE_ID
     assert tg.pending_updates == 1
     [update] = await call(client, "getUpdates")

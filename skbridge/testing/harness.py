@@ -15,7 +15,7 @@ from pathlib import Path
 from skbridge.config import Config, load_config
 from skbridge.service import Service
 from skbridge.testing.fake_gravatar import FakeGravatar
-from skbridge.testing.fake_slack import FakeSlack
+from skbridge.testing.fake_slack import FakeSlack, Message
 from skbridge.testing.fake_telegram import FakeTelegram
 
 OWNER = "UOWNER"
@@ -23,6 +23,8 @@ ALICE = "UALICE"
 BOB = "UBOB"
 ALICE_EMAIL = "Alice@Example.com "
 DISPATCH = "support"
+ADA = 1001
+"""The Telegram user ID of the customer most tests talk to."""
 
 
 @dataclass
@@ -78,12 +80,29 @@ async def fakes(**slack_options: float | None) -> AsyncIterator[Fakes]:
         FakeTelegram() as telegram,
         FakeGravatar() as gravatar,
     ):
-        slack.add_user(OWNER, "olivia", real_name="Olivia Owner", is_primary_owner=True,
-                       is_owner=True, email="olivia@example.com")  # fmt: skip
-        slack.add_user(ALICE, "alice", display_name="Alice", real_name="Alice Agent",
-                       email=ALICE_EMAIL.strip(), image_192="https://img.example/alice.png")  # fmt: skip
-        slack.add_user(BOB, "bob", display_name="Bob", email="bob@example.com",
-                       image_192="https://img.example/bob.png")  # fmt: skip
+        slack.add_user(
+            OWNER,
+            "olivia",
+            real_name="Olivia Owner",
+            is_primary_owner=True,
+            is_owner=True,
+            email="olivia@example.com",
+        )
+        slack.add_user(
+            ALICE,
+            "alice",
+            display_name="Alice",
+            real_name="Alice Agent",
+            email=ALICE_EMAIL.strip(),
+            image_192="https://img.example/alice.png",
+        )
+        slack.add_user(
+            BOB,
+            "bob",
+            display_name="Bob",
+            email="bob@example.com",
+            image_192="https://img.example/bob.png",
+        )
         gravatar.add(ALICE_EMAIL)
         dispatch_id = slack.add_channel(DISPATCH, members=[OWNER, ALICE, BOB])
         yield Fakes(slack, telegram, gravatar, dispatch_id)
@@ -108,8 +127,9 @@ class Daemon:
         self._task = asyncio.create_task(service.run(), name="daemon")
         if wait_ready:
             ready = asyncio.create_task(service.ready.wait())
-            done, _ = await asyncio.wait({ready, self._task}, timeout=20,
-                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            done, _ = await asyncio.wait(
+                {ready, self._task}, timeout=20, return_when=asyncio.FIRST_COMPLETED
+            )
             if self._task in done:
                 ready.cancel()
                 self._task.result()
@@ -143,7 +163,32 @@ class Daemon:
         await self.stop()
         return await self.start()
 
-    async def wait_idle(self, timeout: float = 10) -> None:
+    async def wait_idle(self, within: float = 10) -> None:
         """Until the outbox has nothing left to do."""
         assert self.service is not None and self.service.outbox is not None
-        await asyncio.wait_for(self.service.outbox.idle.wait(), timeout)
+        await asyncio.wait_for(self.service.outbox.idle.wait(), within)
+
+
+def customer_channel(slack: FakeSlack, name: str = "sk-ada-lovelace") -> str:
+    channel = slack.channel_by_name(name)
+    assert channel is not None, f"no channel {name}"
+    return channel.id
+
+
+def texts(slack: FakeSlack, channel_id: str) -> list[str]:
+    return [m.text for m in slack.messages(channel_id)]
+
+
+def dispatch_notices(world: Fakes) -> list[Message]:
+    return [m for m in world.slack.messages(world.dispatch_id) if m.bot_id]
+
+
+async def first_message(world: Fakes, text: str = "Hello") -> str:
+    world.telegram.customer_says(ADA, text, first_name="Ada", last_name="Lovelace")
+    await world.slack.wait_for(
+        lambda: (
+            world.slack.channel_by_name("sk-ada-lovelace") is not None
+            and bool(world.slack.messages(customer_channel(world.slack)))
+        )
+    )
+    return customer_channel(world.slack)

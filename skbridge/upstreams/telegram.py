@@ -30,8 +30,21 @@ log = logging.getLogger(__name__)
 SOURCE = SourceName("telegram")
 AvatarFor = Callable[[str], str | None]
 TEXT_LIMIT = 4096
-_KINDS = ("photo", "video", "voice", "audio", "document", "sticker", "animation",
-          "video_note", "contact", "location", "venue", "poll", "dice")  # fmt: skip
+_KINDS = (
+    "photo",
+    "video",
+    "voice",
+    "audio",
+    "document",
+    "sticker",
+    "animation",
+    "video_note",
+    "contact",
+    "location",
+    "venue",
+    "poll",
+    "dice",
+)
 
 
 class Telegram:

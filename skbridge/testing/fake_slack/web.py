@@ -104,6 +104,7 @@ class WebApiMixin(WorkspaceState):
     def _setup_web(self) -> None:
         self._fails: dict[str, deque[Fault]] = {}
         self._hangs: dict[str, int] = {}
+        self._hang_effects: dict[str, bool] = {}
         self._release_hung = asyncio.Event()
         self._post_buckets: dict[str, TokenBucket] = {}
         self._create_bucket: TokenBucket | None = None
@@ -154,9 +155,14 @@ class WebApiMixin(WorkspaceState):
         queue = self._fails.setdefault(method, deque())
         queue.extend(Fault(status, error, after_effect, retry_after) for _ in range(times))
 
-    def hang_next(self, method: str, *, times: int = 1) -> None:
-        """Leave the next ``times`` calls of ``method`` unanswered until :meth:`stop`."""
+    def hang_next(self, method: str, *, times: int = 1, after_effect: bool = False) -> None:
+        """Leave the next ``times`` calls of ``method`` unanswered until :meth:`stop`.
+
+        With ``after_effect`` the call takes effect first (the post is recorded), as when
+        Slack did the work but the answer never came back.
+        """
         self._hangs[method] = self._hangs.get(method, 0) + times
+        self._hang_effects[method] = after_effect
 
     def _take_fail(self, method: str) -> Fault | None:
         queue = self._fails.get(method)
@@ -177,6 +183,8 @@ class WebApiMixin(WorkspaceState):
 
         if self._hangs.get(method, 0) > 0:
             self._hangs[method] -= 1
+            if self._hang_effects.get(method):
+                self._dispatch(Request(method, params, kind, self._caller(kind)))
             self.calls.append(Call(method, params, kind, 0, "hung"))
             self._notify()
             await self._release_hung.wait()
