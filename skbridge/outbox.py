@@ -64,9 +64,14 @@ class Outbox:
         return sum(len(lane) for lane in self._lanes.values())
 
     async def load(self) -> int:
-        """Queue the work left unfinished by the previous run; all of it is suspect."""
+        """Queue the work left unfinished by the previous run.
+
+        Lanes run one row at a time, so only the head of each lane can have been in
+        flight when the previous run stopped: those rows are suspect.
+        """
         rows = await q.unfinished(self._db)
-        self._suspect.update(row.id for row in rows)
+        heads = {row.lane: row.id for row in reversed(rows)}
+        self._suspect.update(heads.values())
         self.submit(rows)
         return len(rows)
 

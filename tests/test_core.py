@@ -7,8 +7,8 @@ import pytest
 from skbridge.core import rules
 from skbridge.core.model import (
     ChannelEvent,
-    ConvState,
     Conversation,
+    ConvState,
     Customer,
     CustomerMessage,
     InviteMembers,

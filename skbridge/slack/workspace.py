@@ -61,7 +61,7 @@ class Workspace:
                 await self.web.join(channel.id)
                 log.info("joined the dispatch channel", extra={"channel": channel.id})
         self.dispatch = channel
-        log.info("dispatch channel", extra={"channel": channel.id, "name": channel.name})
+        log.info("dispatch channel", extra={"channel": channel.id, "channel_name": channel.name})
 
     async def owner(self) -> SlackUserId | None:
         """The workspace's primary owner, looked up once."""

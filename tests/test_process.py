@@ -1,0 +1,105 @@
+"""The real ``skbridge run`` process: SIGTERM and SIGKILL restarts lose and repeat nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from skbridge.testing.harness import ADA, ALICE, Fakes, customer_channel, first_message, texts
+
+
+class Process:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, world: Fakes) -> None:
+        before = world.slack.connections_opened
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "skbridge", "run", "-c", str(self.config),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        await world.slack.wait_for(lambda: world.slack.connections_opened > before, timeout=30)
+
+    async def signal(self, signum: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+        code = await asyncio.wait_for(self.proc.wait(), 30)
+        self.stderr = (await self.proc.stderr.read()).decode() if self.proc.stderr else ""
+        self.proc = None
+        return code
+
+
+@pytest.fixture
+async def process(world: Fakes, tmp_path: Path) -> AsyncIterator[Process]:
+    p = Process(world.write_config(tmp_path, poll_timeout=5))
+    yield p
+    if p.proc is not None:
+        p.proc.kill()
+        await p.proc.wait()
+
+
+def say(world: Fakes, text: str) -> None:
+    world.telegram.customer_says(ADA, text, first_name="Ada", last_name="Lovelace")
+
+
+async def test_sigterm_stops_cleanly_and_a_restart_loses_nothing(
+    world: Fakes, process: Process
+) -> None:
+    await process.start(world)
+    channel = await first_message(world, "m0")
+    await world.slack.send_command(channel, ALICE, "r0")
+    await world.telegram.wait_for(lambda: world.telegram.sent_to(ADA) == ["Alice: r0"])
+
+    assert await process.signal(signal.SIGTERM) == 0
+    assert "stopped" in process.stderr
+    for n in range(1, 4):
+        say(world, f"m{n}")  # written while the daemon is down
+
+    await process.start(world)
+    await world.slack.wait_for(lambda: len(world.slack.messages(channel)) >= 5)
+    await world.slack.send_command(channel, ALICE, "r1")
+    await world.telegram.wait_for(lambda: len(world.telegram.sent_to(ADA)) == 2)
+    assert await process.signal(signal.SIGTERM) == 0
+
+    customer_posts = [t for t in texts(world.slack, channel) if t.startswith("m")]
+    assert customer_posts == ["m0", "m1", "m2", "m3"]
+    assert world.telegram.sent_to(ADA) == ["Alice: r0", "Alice: r1"]
+    assert customer_channel(world.slack) == channel
+
+
+async def test_sigkill_mid_stream_loses_and_repeats_nothing(world: Fakes, process: Process) -> None:
+    """Four customers write 10 messages each; the daemon is killed mid-stream and restarted."""
+    customers = range(3001, 3005)
+
+    def write(n: int) -> None:
+        for user in customers:
+            world.telegram.customer_says(user, f"m{n}", first_name=f"C{user}")
+
+    def channels() -> list[str]:
+        return [customer_channel(world.slack, f"sk-c{user}") for user in customers]
+
+    def delivered() -> int:
+        names = {f"sk-c{user}" for user in customers}
+        return sum(len(c.messages) for c in world.slack.channels.values() if c.name in names)
+
+    await process.start(world)
+    for n in range(7):
+        write(n)
+    await world.slack.wait_for(lambda: delivered() >= 12, timeout=30)
+    assert await process.signal(signal.SIGKILL) == -signal.SIGKILL
+    for n in range(7, 10):
+        write(n)
+
+    await process.start(world)
+    await world.slack.wait_for(lambda: delivered() >= 40, timeout=60)
+    assert await process.signal(signal.SIGTERM) == 0
+    for channel in channels():
+        assert texts(world.slack, channel) == [f"m{n}" for n in range(10)]
