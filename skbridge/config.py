@@ -68,6 +68,12 @@ class SlackConfig(_Section):
     auto_invite: tuple[str, ...] = ()
     """More user IDs to invite to every new customer channel, like the owner."""
     request_timeout: float = Field(default=20.0, gt=0)
+    posts_per_second: float = Field(default=1.0, gt=0)
+    """Posting pace per channel; Slack allows about one message a second, with short bursts."""
+    channels_per_minute: float = Field(default=20.0, gt=0)
+    """Channel creation pace; ``conversations.create`` is Tier 2 (about 20 a minute)."""
+    ping_interval: float = Field(default=10.0, gt=0)
+    """Socket Mode ping period; a connection silent for 1.5 periods is replaced."""
 
     @field_validator("bot_token")
     @classmethod

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from skbridge import retry
 from skbridge.config import SlackConfig
 from skbridge.core.model import (
     Conversation,
@@ -37,7 +38,7 @@ from skbridge.core.text import (
     slack_to_plain,
     split_text,
 )
-from skbridge.errors import Ambiguous, Permanent, Retryable
+from skbridge.errors import Ambiguous, Permanent, Retryable, StoreUnavailable
 from skbridge.ids import ChannelId, ConversationId, MessageTs, SlackUserId, SourceName
 from skbridge.slack import messages
 from skbridge.slack.web import SlackChannel, SlackWeb
@@ -98,7 +99,7 @@ class Deliverer:
             case InviteMembers():
                 return await self._invite_members(row, conv)
             case SendToCustomer():
-                return await self._send(row, conv, op)
+                return await self._send(row, conv, op, suspect)
             case PostNotice():
                 await self._notice(row, conv, op, suspect)
                 return await self._finish(row)
@@ -326,9 +327,10 @@ class Deliverer:
     # --- replies to customers ---------------------------------------------------------------
 
     async def _send(
-        self, row: OutboxRow, conv: Conversation, op: SendToCustomer
+        self, row: OutboxRow, conv: Conversation, op: SendToCustomer, suspect: bool
     ) -> list[OutboxRow]:
-        if row.state == "sending":
+        stored = await q.outbox_row(self._db, row.id) if suspect else row
+        if stored is not None and stored.state == "sending":
             # The previous run stopped while this reply was on its way: it may have arrived.
             return await self._settle(
                 row,
@@ -373,8 +375,15 @@ class Deliverer:
     ) -> list[OutboxRow]:
         """Record how a send ended and, in the same transaction, what the channel is told."""
         notice = echo or PostNotice(text=warning or "", resend_of=row.id)
-        now = self._clock()
-        async with self._db.write() as tx:
-            await q.set_outbox_state(tx, row.id, state, now, None if echo else warning)
-            await q.update_conversation(tx, conv.id, state=None, now=now)
-            return await q.enqueue(tx, conv.id, [notice], now)
+        failures = 0
+        while True:  # the send has happened: its record must be kept, however long it takes
+            now = self._clock()
+            try:
+                async with self._db.write() as tx:
+                    await q.set_outbox_state(tx, row.id, state, now, None if echo else warning)
+                    await q.update_conversation(tx, conv.id, state=None, now=now)
+                    return await q.enqueue(tx, conv.id, [notice], now)
+            except StoreUnavailable as exc:
+                failures += 1
+                log.error("cannot record a send; waiting", extra={"row": row.id, "error": str(exc)})
+                await retry.wait(retry.STORE.delay(failures))

@@ -43,7 +43,6 @@ class Outbox:
         db: Database,
         executor: Executor,
         *,
-        concurrency: int = 64,
         policy: retry.Policy = retry.OUTBOX,
     ) -> None:
         self._db = db
@@ -53,7 +52,6 @@ class Outbox:
         self._running: set[str] = set()
         self._suspect: set[OutboxId] = set()
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
         self._stopping = False
         self.idle = asyncio.Event()
         self.idle.set()
@@ -115,8 +113,7 @@ class Outbox:
         try:
             while rows and not self._stopping:
                 row = rows[0]
-                async with self._slots:
-                    await self._deliver(row)
+                await self._deliver(row)
                 rows.popleft()
         finally:
             self._running.discard(lane)
@@ -136,6 +133,8 @@ class Outbox:
                 await retry.wait(exc.retry_after)
                 continue
             except StoreUnavailable as exc:
+                # The row's effect may have happened before its commit failed: look first.
+                self._suspect.add(row.id)
                 failures += 1
                 self.store_problem = str(exc)
                 log.error("database unavailable", extra={"row": row.id, "error": str(exc)})
@@ -144,7 +143,9 @@ class Outbox:
             except Exception as exc:  # a bug in one item must not stop the others
                 if not isinstance(exc, Retryable | Permanent):
                     log.exception("delivery crashed", extra={"row": row.id, "kind": row.kind})
-                if isinstance(exc, Ambiguous):
+                if not isinstance(exc, Permanent) and (
+                    isinstance(exc, Ambiguous) or not isinstance(exc, Retryable)
+                ):
                     self._suspect.add(row.id)
                 error = f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, Permanent) or await self._exhausted(row, error):

@@ -25,7 +25,7 @@ import httpx
 from skbridge import logs, retry
 from skbridge.config import Config, load_config
 from skbridge.deliver import Deliverer
-from skbridge.errors import ConfigError, DeliveryError, Permanent
+from skbridge.errors import ConfigError, DeliveryError, Permanent, StoreUnavailable
 from skbridge.gravatar import Gravatar
 from skbridge.ids import SourceName
 from skbridge.intake import Intake, cursor_key
@@ -54,7 +54,7 @@ class Service:
         *,
         config_path: Path | None = None,
         notifier: Notifier | None = None,
-        slack_pacing: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -63,7 +63,7 @@ class Service:
         self.stopped = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
-        self._slack_pacing = slack_pacing
+        self._clock = clock
         self._state = "starting"
         self.outbox: Outbox | None = None
         self.db: Database | None = None
@@ -100,8 +100,7 @@ class Service:
         self, db: Database, session: aiohttp.ClientSession, http: httpx.AsyncClient
     ) -> None:
         config = self.config
-        pacing = {} if self._slack_pacing else {"post_rate": None, "create_per_minute": None}
-        web = SlackWeb(config.slack, session, **pacing)  # type: ignore[arg-type]
+        web = SlackWeb(config.slack, session)
         workspace = await _until_connected("slack", self._stop, lambda: _workspace(web, config))
         if workspace is None:
             return
@@ -110,12 +109,19 @@ class Service:
         for upstream in upstreams.values():
             if await _until_connected(upstream.name, self._stop, upstream.check) is None:
                 return
-        deliverer = Deliverer(db, workspace, Agents(web, gravatar), upstreams, config.slack)
+        agents = Agents(web, gravatar)
+        deliverer = Deliverer(db, workspace, agents, upstreams, config.slack, self._clock)
         outbox = self.outbox = Outbox(db, deliverer)
-        intake = Intake(db, outbox.submit, on_store_state=self._store_state)
+        intake = Intake(db, outbox.submit, clock=self._clock, on_store_state=self._store_state)
         pending = await outbox.load()
         log.info("started", extra={"pending": pending, "sources": ",".join(upstreams)})
-        socket = SocketMode(web, session, intake.envelope, on_state=self._socket_state)
+        socket = SocketMode(
+            web,
+            session,
+            intake.envelope,
+            heartbeat=config.slack.ping_interval,
+            on_state=self._socket_state,
+        )
 
         async with asyncio.TaskGroup() as group:
             work = group.create_task(outbox.run(), name="outbox")
@@ -126,7 +132,7 @@ class Service:
             chores = [
                 group.create_task(self._announce_ready(socket), name="ready"),
                 group.create_task(self._heartbeat(), name="heartbeat"),
-                group.create_task(_housekeeping(db), name="housekeeping"),
+                group.create_task(self._housekeeping(), name="housekeeping"),
                 group.create_task(self._reloader(workspace, deliverer), name="reload"),
             ]
             await self._stop.wait()
@@ -168,6 +174,20 @@ class Service:
                         "reload refused; keeping the running config", extra={"error": str(exc)}
                     )
             self.notifier.ready()
+
+    async def housekeeping_once(self) -> None:
+        """Forget finished work and deduplication keys older than a week."""
+        if self.db is not None:
+            async with self.db.write() as tx:
+                await q.prune(tx, self._clock(), KEEP_FINISHED)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                await self.housekeeping_once()
+            except StoreUnavailable as exc:
+                log.warning("housekeeping skipped", extra={"error": str(exc)})
+            await asyncio.sleep(HOUSEKEEPING_EVERY)
 
     def _socket_state(self, state: str) -> None:
         self._state = state
@@ -242,13 +262,6 @@ async def _until_connected(
                 async with asyncio.timeout(delay):
                     await stop.wait()
     return None
-
-
-async def _housekeeping(db: Database) -> None:
-    while True:
-        async with db.write() as tx:
-            await q.prune(tx, time.time(), KEEP_FINISHED)
-        await asyncio.sleep(HOUSEKEEPING_EVERY)
 
 
 def install_signals(service: Service) -> None:

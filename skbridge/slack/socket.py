@@ -33,6 +33,7 @@ Handler = Callable[[Envelope], Awaitable[dict[str, Any] | None]]
 """Makes an envelope durable and returns the ack's payload (None for a bare ack)."""
 
 HELLO_TIMEOUT = 30.0
+_BACK_OFF = {"too_many_websockets", "link_disabled"}
 
 
 class SocketMode:
@@ -52,6 +53,8 @@ class SocketMode:
         self._on_state = on_state
         self.connected = asyncio.Event()
         self.connections = 0
+        self._degraded = False
+        self._disconnect_reason: str | None = None
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
@@ -61,6 +64,15 @@ class SocketMode:
                 url = await self._web.socket_url()
                 await self._connection(url)
                 failures = 0
+                if self._disconnect_reason in _BACK_OFF:
+                    # Another instance holds the connections, or Socket Mode was turned off.
+                    failures = 3
+                    log.error(
+                        "slack refused this connection; is another skbridge running?",
+                        extra={"reason": self._disconnect_reason},
+                    )
+                    self._on_state("reconnecting")
+                    await retry.wait(retry.RECONNECT.delay(failures))
             except (DeliveryError, aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 failures += 1
                 delay = retry.RECONNECT.delay(failures)
@@ -81,6 +93,7 @@ class SocketMode:
             if hello.type is not aiohttp.WSMsgType.TEXT or _type_of(hello.data) != "hello":
                 raise ConnectionError(f"expected hello, got {hello.type.name}")
             self.connections += 1
+            self._disconnect_reason = None
             self.connected.set()
             self._on_state("connected")
             log.info("socket mode connected", extra={"connection": self.connections})
@@ -102,6 +115,7 @@ class SocketMode:
             return True
         kind = frame.get("type")
         if kind == "disconnect":
+            self._disconnect_reason = str(frame.get("reason"))
             log.info("socket mode disconnect requested", extra={"reason": frame.get("reason")})
             return False
         envelope_id = frame.get("envelope_id")
@@ -111,12 +125,16 @@ class SocketMode:
         try:
             payload = await self._handle(frame)
         except StoreUnavailable as exc:
+            self._degraded = True
             self._on_state(f"degraded: {exc}")
             log.error(
                 "envelope not acked: database unavailable",
                 extra={"envelope": envelope_id, "error": str(exc)},
             )
             return True
+        if self._degraded:
+            self._degraded = False
+            self._on_state("connected")
         ack: dict[str, Any] = {"envelope_id": envelope_id}
         if payload is not None:
             ack["payload"] = payload

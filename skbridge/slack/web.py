@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 METADATA_EVENT = "skbridge_delivery"
 """``metadata.event_type`` of every post, whose payload carries the post's own key."""
 
+POST_BURST = 3
+CREATE_BURST = 3
+
 # Slack errors that mean "our fault, try again later" rather than "your request is bad".
 _TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
@@ -65,15 +68,7 @@ class SlackChannel:
 class SlackWeb:
     """The Web API calls skbridge makes, with pacing and error translation."""
 
-    def __init__(
-        self,
-        config: SlackConfig,
-        session: aiohttp.ClientSession,
-        *,
-        post_rate: float | None = 1.0,
-        post_burst: int = 3,
-        create_per_minute: float | None = 20.0,
-    ) -> None:
+    def __init__(self, config: SlackConfig, session: aiohttp.ClientSession) -> None:
         def client(token: str) -> AsyncWebClient:
             return AsyncWebClient(
                 token=token,
@@ -86,8 +81,8 @@ class SlackWeb:
         self._bot = client(config.bot_token.get_secret_value())
         self._app = client(config.app_token.get_secret_value())
         self._user = client(config.user_token.get_secret_value()) if config.user_token else None
-        self.posts = Pacer(post_rate, post_burst)
-        self.creations = Pacer(None if create_per_minute is None else create_per_minute / 60, 3)
+        self.posts = Pacer(config.posts_per_second, POST_BURST)
+        self.creations = Pacer(config.channels_per_minute / 60, CREATE_BURST)
         self._create_lock = asyncio.Lock()
 
     @property

@@ -155,6 +155,8 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
+    if not conn.in_transaction:
+        return  # SQLite already rolled back (e.g. on SQLITE_FULL)
     try:
         await conn.rollback()
     except sqlite3.Error:

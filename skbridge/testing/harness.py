@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,12 @@ class Fakes:
         user_token: bool = False,
         poll_timeout: int = 20,
         log_level: str = "INFO",
+        posts_per_second: float = 10_000,
+        channels_per_minute: float = 600_000,
+        ping_interval: float = 10.0,
+        telegram_timeout: float = 5,
     ) -> str:
+        """A config for the fakes; Slack pacing is effectively off unless rates are given."""
         user = f'user_token = "{self.slack.user_token}"\n' if user_token else ""
         return (
             "[slack]\n"
@@ -53,11 +59,14 @@ class Fakes:
             f'dispatch_channel = "{dispatch}"\n'
             f'api_url = "{self.slack.api_url}"\n'
             "request_timeout = 5\n"
+            f"ping_interval = {ping_interval}\n"
+            f"posts_per_second = {posts_per_second}\n"
+            f"channels_per_minute = {channels_per_minute}\n"
             "\n[sources.telegram]\n"
             f'bot_token = "{self.telegram.token}"\n'
             f'api_url = "{self.telegram.api_url}"\n'
             f"poll_timeout = {poll_timeout}\n"
-            "request_timeout = 5\n"
+            f"request_timeout = {telegram_timeout}\n"
             "\n[store]\n"
             f'path = "{db_path}"\n'
             "\n[gravatar]\n"
@@ -111,9 +120,9 @@ async def fakes(**slack_options: float | None) -> AsyncIterator[Fakes]:
 class Daemon:
     """The real service, run in this event loop, restartable."""
 
-    def __init__(self, config_path: Path, *, slack_pacing: bool = False) -> None:
+    def __init__(self, config_path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.config_path = config_path
-        self.slack_pacing = slack_pacing
+        self.clock = clock
         self.service: Service | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -122,7 +131,7 @@ class Daemon:
         return load_config(self.config_path)
 
     async def start(self, wait_ready: bool = True) -> Service:
-        service = Service(self.config, config_path=self.config_path, slack_pacing=self.slack_pacing)
+        service = Service(self.config, config_path=self.config_path, clock=self.clock)
         self.service = service
         self._task = asyncio.create_task(service.run(), name="daemon")
         if wait_ready:

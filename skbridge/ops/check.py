@@ -1,0 +1,348 @@
+"""``skbridge check``: try every token and setting against the live services.
+
+Each check gives one :class:`Result`: ok, FAIL (with what to do about it) or skip.
+Nothing is changed: the dispatch channel is looked at, never joined, and the Socket
+Mode connection is closed as soon as Slack's ``hello`` arrives (an envelope is only
+ever sent after it). Every printed line passes through :func:`skbridge.logs.redact`,
+so a token never reaches the terminal, even inside a library's error text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Awaitable
+from contextlib import closing
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+import httpx
+
+from skbridge import logs
+from skbridge.config import Config, SlackConfig
+from skbridge.errors import DeliveryError, Permanent
+from skbridge.ids import ChannelId
+from skbridge.slack.manifest import BOT_SCOPES, USER_SCOPES
+from skbridge.slack.web import Identity, SlackChannel, SlackWeb
+from skbridge.store.migrations import MIGRATIONS
+from skbridge.upstreams import Upstream
+from skbridge.upstreams.telegram import Telegram
+
+T = TypeVar("T")
+
+REINSTALL = "reinstall the app from `skbridge manifest`"
+HELLO_TIMEOUT = 10.0
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
+_REFUSED = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired")
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    FAIL = "FAIL"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    name: str
+    verdict: Verdict
+    detail: str
+    fix: str = ""
+    """What to do about a failure."""
+
+    def line(self) -> str:
+        text = f"{self.verdict.value:<4}  {self.name}: {self.detail}"
+        if self.fix:
+            text += f". Fix: {self.fix}"
+        return logs.redact(text)
+
+
+def ok(name: str, detail: str) -> Result:
+    return Result(name, Verdict.OK, detail)
+
+
+def fail(name: str, detail: str, fix: str) -> Result:
+    return Result(name, Verdict.FAIL, detail, fix)
+
+
+def skip(name: str, detail: str) -> Result:
+    return Result(name, Verdict.SKIP, detail)
+
+
+def config_secrets(config: Config) -> list[str]:
+    """Every token in ``config``, to be masked in whatever is printed."""
+    found = [config.slack.bot_token, config.slack.app_token, config.slack.user_token]
+    if config.sources.telegram:
+        found.append(config.sources.telegram.bot_token)
+    return [s.get_secret_value() for s in found if s is not None]
+
+
+async def run_checks(config: Config) -> list[Result]:
+    """Every check, in a fixed order; never raises for a failed check."""
+    logs.add_secrets(config_secrets(config))
+    timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        httpx.AsyncClient(timeout=15.0) as http,
+    ):
+        web = SlackWeb(config.slack, session, post_rate=None, create_per_minute=None)
+        results = await _slack(config.slack, web, session)
+        for upstream in _upstreams(config, http):
+            results.append(await _upstream(upstream))
+    results.append(database(config.store.path))
+    return results
+
+
+def render(results: list[Result]) -> str:
+    failed = sum(r.verdict is Verdict.FAIL for r in results)
+    summary = "all checks passed" if not failed else f"{failed} of {len(results)} checks failed"
+    return "\n".join([*(r.line() for r in results), summary])
+
+
+async def command(config: Config) -> int:
+    """``skbridge check``: 0 when every check passed, else 1."""
+    results = await run_checks(config)
+    print(render(results), flush=True)
+    return 1 if any(r.verdict is Verdict.FAIL for r in results) else 0
+
+
+# --- Slack ------------------------------------------------------------------------------
+
+
+async def _attempt(call: Awaitable[T]) -> T | DeliveryError:
+    try:
+        return await call
+    except DeliveryError as exc:
+        return exc
+
+
+def _unreachable(exc: DeliveryError, config: SlackConfig) -> str:
+    return f"cannot reach Slack at {config.api_url} ({exc})"
+
+
+async def _slack(
+    config: SlackConfig, web: SlackWeb, session: aiohttp.ClientSession
+) -> list[Result]:
+    results: list[Result] = []
+    identity = await _attempt(web.auth_test())
+    if isinstance(identity, DeliveryError):
+        results.append(_bot_token_failure(identity, config))
+        for name in ("slack scopes", "dispatch channel", "workspace owner"):
+            results.append(skip(name, "needs a working bot token"))
+    else:
+        results.append(ok("slack bot token", f"bot {identity.user_id} in team {identity.team_id}"))
+        results.append(_scopes(identity))
+    results.append(await _app_token(web, session))
+    results.append(await _user_token(config, session))
+    if not isinstance(identity, DeliveryError):
+        results.append(await _dispatch(web, config.dispatch_channel))
+        results.append(await _owner(web, config))
+        if config.auto_invite:
+            results.append(await _auto_invite(web, config))
+    return results
+
+
+def _bot_token_failure(exc: DeliveryError, config: SlackConfig) -> Result:
+    name = "slack bot token"
+    if not isinstance(exc, Permanent):
+        return fail(name, _unreachable(exc, config), "check the network and slack.api_url")
+    fix = (
+        "copy the Bot User OAuth Token (xoxb-...) from the app's Install App page "
+        "into slack.bot_token"
+    )
+    if exc.code not in _REFUSED:
+        fix = REINSTALL
+    return fail(name, f"Slack refused it ({exc.code})", fix)
+
+
+def _scopes(identity: Identity) -> Result:
+    missing = [s for s in BOT_SCOPES if s not in identity.scopes]
+    if missing:
+        return fail("slack scopes", f"missing {', '.join(missing)}", REINSTALL)
+    return ok("slack scopes", f"all {len(BOT_SCOPES)} the manifest asks for are granted")
+
+
+async def _app_token(web: SlackWeb, session: aiohttp.ClientSession) -> Result:
+    name = "slack app token"
+    url = await _attempt(web.socket_url())
+    if isinstance(url, DeliveryError):
+        if isinstance(url, Permanent):
+            return fail(
+                name,
+                f"Slack refused to open Socket Mode ({url.code})",
+                "generate an app-level token with connections:write (Basic Information, "
+                "App-Level Tokens) into slack.app_token; Socket Mode must be on: " + REINSTALL,
+            )
+        return fail(name, f"cannot open Socket Mode ({url})", "check the network")
+    try:
+        hello = await _hello(session, url)
+    except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError) as exc:
+        return fail(
+            name,
+            f"the Socket Mode websocket did not say hello ({type(exc).__name__}: {exc})",
+            "allow outbound websockets (wss://) to Slack through the firewall or proxy",
+        )
+    return ok(name, f"Socket Mode connected and said hello ({hello}), then closed")
+
+
+async def _hello(session: aiohttp.ClientSession, url: str) -> str:
+    """Open the websocket, read the first frame, which must be ``hello``, and close."""
+    async with asyncio.timeout(HELLO_TIMEOUT), session.ws_connect(url) as ws:
+        message = await ws.receive()
+        if message.type is not aiohttp.WSMsgType.TEXT:
+            raise ConnectionError(f"first frame was {message.type.name}")
+        frame = json.loads(message.data)
+        if not isinstance(frame, dict) or frame.get("type") != "hello":
+            raise ValueError("first frame was not hello")
+        await ws.close()
+    return f"{frame.get('num_connections', '?')} connection(s) open"
+
+
+async def _user_token(config: SlackConfig, session: aiohttp.ClientSession) -> Result:
+    name = "slack user token"
+    if config.user_token is None:
+        return skip(name, "not configured (optional: without it, reopened chats get a new channel)")
+    # The same calls, signed with the user token in the bot's place.
+    as_user = SlackWeb(
+        config.model_copy(update={"bot_token": config.user_token}),
+        session,
+        post_rate=None,
+        create_per_minute=None,
+    )
+    identity = await _attempt(as_user.auth_test())
+    if isinstance(identity, DeliveryError):
+        if isinstance(identity, Permanent):
+            return fail(
+                name,
+                f"Slack refused it ({identity.code})",
+                "copy the User OAuth Token (xoxp-...) from the app's Install App page "
+                "into slack.user_token, or remove it",
+            )
+        return fail(name, _unreachable(identity, config), "check the network and slack.api_url")
+    missing = [s for s in USER_SCOPES if s not in identity.scopes]
+    if missing:
+        return fail(name, f"missing user scope {', '.join(missing)}", REINSTALL)
+    return ok(name, f"user {identity.user_id}; can unarchive channels")
+
+
+async def _dispatch(web: SlackWeb, name_or_id: str) -> Result:
+    name = "dispatch channel"
+    try:
+        if _CHANNEL_ID.match(name_or_id):
+            channel: SlackChannel | None = await web.channel(ChannelId(name_or_id))
+        else:
+            channel = await web.find_channel(name_or_id)
+    except Permanent as exc:
+        if exc.code != "channel_not_found":
+            return fail(name, f"Slack refused to look it up ({exc.code})", REINSTALL)
+        channel = None
+    except DeliveryError as exc:
+        return fail(name, f"cannot look it up ({exc})", "check the network")
+    if channel is None:
+        return fail(
+            name,
+            f"no channel {name_or_id!r} the bot can see",
+            "create it, or fix slack.dispatch_channel; a private one must have the app "
+            "invited (/invite @skbridge)",
+        )
+    where = f"#{channel.name} ({channel.id})"
+    if channel.is_archived:
+        return fail(name, f"{where} is archived", "unarchive it or pick another channel")
+    if channel.is_member:
+        return ok(name, f"{where}, the bot is a member")
+    if channel.is_private:
+        return fail(name, f"{where} is private and the bot is not in it", "/invite @skbridge in it")
+    return ok(name, f"{where}, public: the bot will join it at start")
+
+
+async def _owner(web: SlackWeb, config: SlackConfig) -> Result:
+    name = "workspace owner"
+    if not config.invite_owner:
+        return skip(name, "invite_owner is off")
+    try:
+        owner = await web.primary_owner()
+        user = await web.user(owner) if owner else None
+    except DeliveryError as exc:
+        return fail(name, f"users.list failed ({exc})", REINSTALL)
+    if user is None:
+        return fail(
+            name,
+            "no primary owner in users.list",
+            "set slack.invite_owner = false, or list people in slack.auto_invite",
+        )
+    return ok(name, f"{user.name} ({user.id}) will be invited to new channels")
+
+
+async def _auto_invite(web: SlackWeb, config: SlackConfig) -> Result:
+    name = "auto-invite users"
+    found: list[str] = []
+    for user_id in config.auto_invite:
+        try:
+            user = await web.user(user_id)  # type: ignore[arg-type]
+        except DeliveryError as exc:
+            return fail(name, f"{user_id}: {exc.code}", "fix the user IDs in slack.auto_invite")
+        found.append(f"{user.name} ({user.id})")
+    return ok(name, ", ".join(found))
+
+
+# --- upstreams and the database -------------------------------------------------------------
+
+
+def _upstreams(config: Config, http: httpx.AsyncClient) -> list[Upstream]:
+    found: list[Upstream] = []
+    if config.sources.telegram:
+        found.append(Telegram(config.sources.telegram, http))
+    return found
+
+
+async def _upstream(upstream: Upstream) -> Result:
+    name = upstream.name
+    key = f"sources.{upstream.name}.bot_token"
+    try:
+        return ok(name, await upstream.check())
+    except Permanent as exc:
+        return fail(
+            name,
+            f"{upstream.label} refused the token ({exc})",
+            f"copy the bot token again (for Telegram: from @BotFather) into {key}",
+        )
+    except DeliveryError as exc:
+        return fail(name, f"cannot reach {upstream.label} ({exc})", "check the network")
+
+
+def database(path: Path) -> Result:
+    """The database opens (if it exists) and the daemon may write where it lives."""
+    name = "database"
+    if not path.exists():
+        existing = next(p for p in path.parents if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return fail(
+                name,
+                f"{path} does not exist and {existing} is not writable by this user",
+                "create the directory for the daemon's user, or change store.path",
+            )
+        return ok(name, f"{path} will be created at start")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        return fail(name, f"{path} does not open ({exc})", "check store.path and its permissions")
+    if version > len(MIGRATIONS):
+        return fail(
+            name,
+            f"{path} has schema {version}, newer than this skbridge ({len(MIGRATIONS)})",
+            "upgrade skbridge, or restore a backup",
+        )
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        return fail(
+            name,
+            f"{path} or its directory is not writable by this user",
+            "the daemon writes the file and its -wal/-shm files beside it",
+        )
+    return ok(name, f"{path} opens (schema {version} of {len(MIGRATIONS)})")
