@@ -37,3 +37,7 @@ async def daemon(config_path: Path) -> AsyncIterator[Daemon]:
         yield d
     finally:
         await d.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="run the long chaos soak test")

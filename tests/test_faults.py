@@ -7,9 +7,7 @@ on one side arrives exactly once, in order, on the other; every envelope is acke
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -158,9 +156,9 @@ async def test_lost_channel_create_is_adopted_not_duplicated(world: Fakes, daemo
 
 
 @pytest.fixture
-async def daemon_db(daemon: Daemon) -> AsyncIterator[store_db.Database]:
+def daemon_db(daemon: Daemon) -> store_db.Database:
     assert daemon.service is not None and daemon.service.db is not None
-    yield daemon.service.db
+    return daemon.service.db
 
 
 async def test_disk_full_stops_taking_work_and_recovers(
@@ -277,3 +275,32 @@ async def test_event_redelivered_after_five_minutes_is_still_deduplicated(
         assert len(dispatch_notices(world)) == 2
     finally:
         await daemon.stop()
+
+
+async def test_burst_of_new_customers_does_not_hold_up_existing_ones(tmp_path: Path) -> None:
+    """Channel creation is serialised and paced; open conversations keep flowing meanwhile."""
+    async with fakes(create_per_minute=120) as world:
+        daemon = Daemon(world.write_config(tmp_path, channels_per_minute=110))
+        await daemon.start()
+        try:
+            channel = await first_message(world, "m0")
+            newcomers = range(6000, 6012)
+            for user in newcomers:
+                world.telegram.customer_says(user, f"hello from {user}", first_name=f"N{user}")
+            for n in range(1, 6):
+                say(world, f"m{n}")
+            await world.slack.wait_for(lambda: len(world.slack.messages(channel)) == 6)
+            created = [c for c in world.slack.channels.values() if c.name.startswith("sk-n")]
+            assert len(created) < len(newcomers)  # existing traffic did not wait for them
+
+            def all_greeted() -> bool:
+                return all(
+                    (c := world.slack.channel_by_name(f"sk-n{u}")) is not None
+                    and [m.text for m in c.messages] == [f"hello from {u}"]
+                    for u in newcomers
+                )
+
+            await world.slack.wait_for(all_greeted, timeout=30)
+            assert world.slack.ratelimited <= 1
+        finally:
+            await daemon.stop()
