@@ -22,6 +22,7 @@ from skbridge.core.model import (
     InviteMembers,
     InviteToChannel,
     NotifyDispatch,
+    Op,
     OpenChannel,
     PostCustomerMessage,
     PostNotice,
@@ -107,7 +108,7 @@ class Deliverer:
 
     async def park(self, row: OutboxRow, error: str) -> list[OutboxRow]:
         now = self._clock()
-        follow_ups: list[Any] = []
+        follow_ups: list[Op] = []
         if row.kind == SendToCustomer.kind:
             follow_ups.append(PostNotice(text=messages.not_delivered(row, error), resend_of=row.id))
         async with self._db.write() as tx:
@@ -224,7 +225,7 @@ class Deliverer:
         log.info("continuation channel", extra={"conversation": conv.id, "channel": channel.id})
         return channel.id
 
-    async def _live_channel(self, conv: Conversation) -> ChannelId:
+    def _live_channel(self, conv: Conversation) -> ChannelId:
         if conv.channel_id is None:
             raise Retryable("no_channel", f"conversation {conv.id} has no channel yet")
         return conv.channel_id
@@ -234,7 +235,7 @@ class Deliverer:
     async def _post_customer(
         self, row: OutboxRow, conv: Conversation, op: PostCustomerMessage, suspect: bool
     ) -> None:
-        channel = await self._live_channel(conv)
+        channel = self._live_channel(conv)
         text = escape_for_slack(op.text) + (" _(edited)_" if op.edited else "")
         for index, chunk in enumerate(split_text(text, SLACK_TEXT_LIMIT)):
             key = f"{row.id}.{index}"
@@ -254,7 +255,7 @@ class Deliverer:
     async def _notify(
         self, conv: Conversation, reopened: bool, key: str, suspect: bool, row: OutboxRow
     ) -> None:
-        channel = await self._live_channel(conv)
+        channel = self._live_channel(conv)
         label = getattr(self._upstreams.get(conv.source), "label", conv.source)
         text, blocks = messages.dispatch(
             conv, channel, str(label), reopened, self._ws.channel_url(channel)
@@ -272,7 +273,7 @@ class Deliverer:
     async def _notice(
         self, row: OutboxRow, conv: Conversation, op: PostNotice, suspect: bool
     ) -> None:
-        channel = await self._live_channel(conv)
+        channel = self._live_channel(conv)
         blocks = messages.with_resend(op.text, op.resend_of) if op.resend_of else None
         extra: dict[str, Any] = {"blocks": blocks}
         if op.username:
@@ -302,7 +303,7 @@ class Deliverer:
                 )
 
     async def _invite_members(self, row: OutboxRow, conv: Conversation) -> list[OutboxRow]:
-        channel = await self._live_channel(conv)
+        channel = self._live_channel(conv)
         if not await q.members_invited(self._db, channel):
             await self._invite(channel)
         async with self._db.write() as tx:
@@ -336,7 +337,7 @@ class Deliverer:
                 row,
                 conv,
                 "uncertain",
-                messages.uncertain(row, op, "skbridge stopped while sending it"),
+                messages.uncertain(op, "skbridge stopped while sending it"),
             )
         upstream = self._upstreams.get(conv.source)
         if upstream is None:
@@ -349,7 +350,7 @@ class Deliverer:
         try:
             await upstream.send(conv.upstream_id, plain, agent)
         except Ambiguous as exc:
-            text = messages.uncertain(row, op, str(exc))
+            text = messages.uncertain(op, str(exc))
             return await self._settle(row, conv, "uncertain", text)
         except Retryable:
             async with self._db.write() as tx:

@@ -240,3 +240,19 @@ async def test_channel_names_are_slugged_and_unique(world: Fakes, daemon: Daemon
     long_name = next(c.name for c in world.slack.channels.values() if c.name.startswith("sk-ada"))
     assert len(long_name) <= 80
     assert world.slack.channels[taken].is_archived
+
+
+async def test_missed_archive_event_still_reopens_the_conversation(
+    world: Fakes, daemon: Daemon
+) -> None:
+    """If the archive event never arrived, the failed post reveals it: reopen, notify, post."""
+    old = await first_message(world)
+    await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 1)
+    world.slack.event_subscriptions.discard("channel_archive")
+    await world.slack.user_archives(old, ALICE)
+    world.telegram.customer_says(ADA, "hello again", first_name="Ada", last_name="Lovelace")
+    await world.slack.wait_for(lambda: world.slack.channel_by_name("sk-ada-lovelace-2") is not None)
+    new = customer_channel(world.slack, "sk-ada-lovelace-2")
+    await world.slack.wait_for(lambda: texts(world.slack, new)[-1:] == ["hello again"])
+    await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 2)
+    assert f"<#{new}>" in dispatch_notices(world)[1].text

@@ -73,7 +73,7 @@ def not_delivered(row: OutboxRow, reason: str) -> str:
     return f":warning: Not delivered to the customer ({reason}):\n{quote(_reply_text(row))}"
 
 
-def uncertain(row: OutboxRow, op: SendToCustomer, reason: str) -> str:
+def uncertain(op: SendToCustomer, reason: str) -> str:
     return (
         f":grey_question: Unsure whether this reply reached the customer ({reason}). "
         f"Check with them, or send it again:\n{quote(op.text)}"

@@ -63,7 +63,6 @@ class Telegram:
         self._avatar_for = avatar_for
         self.per_chat = Pacer(1.0, 3)
         self.overall = Pacer(30.0, 30)
-        self.polling = False
 
     async def _call(self, method: str, params: dict[str, Any], seconds: float) -> Any:
         try:
@@ -104,12 +103,10 @@ class Telegram:
                 "allowed_updates": ["message", "edited_message"],
             }
             try:
-                self.polling = True
                 updates = await self._call(
                     "getUpdates", params, timeout + self._config.request_timeout
                 )
             except DeliveryError as exc:
-                self.polling = False
                 failures += 1
                 delay = retry.RECONNECT.delay(failures, getattr(exc, "retry_after", None))
                 if exc.code == "http_409":
