@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,19 @@ def test_run_with_bad_config_exits_78_with_one_line_and_no_secret(tmp_path: Path
     assert len(lines) == 1, result.stderr
     assert "slack.app_token" in lines[0]
     assert "secret-value" not in result.stderr + result.stdout
+
+
+async def test_run_with_a_refused_token_exits_78(tmp_path: Path) -> None:
+    """A token Slack refuses is a config error too: exit 78, naming the key."""
+    from skbridge.testing.harness import fakes
+
+    async with fakes() as world:
+        path = world.write_config(tmp_path)
+        path.write_text(path.read_text().replace(world.slack.app_token, "xapp-1-wrong"))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "skbridge", "run", "-c", str(path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 78
+    assert "config error: slack.app_token: Slack refused it (invalid_auth)" in stderr.decode()

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from skbridge import retry
-from skbridge.errors import DeliveryError, StoreUnavailable
+from skbridge.errors import ConfigError, DeliveryError, Permanent, StoreUnavailable
 from skbridge.slack.web import SlackWeb
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ Handler = Callable[[Envelope], Awaitable[dict[str, Any] | None]]
 
 HELLO_TIMEOUT = 30.0
 _BACK_OFF = {"too_many_websockets", "link_disabled"}
+_BAD_TOKEN = {"invalid_auth", "not_authed", "not_allowed_token_type", "token_revoked"}
 
 
 class SocketMode:
@@ -61,7 +62,7 @@ class SocketMode:
         failures = 0
         while True:
             try:
-                url = await self._web.socket_url()
+                url = await self._open_url()
                 await self._connection(url)
                 failures = 0
                 if self._disconnect_reason in _BACK_OFF:
@@ -84,6 +85,14 @@ class SocketMode:
                 await retry.wait(delay)
             finally:
                 self.connected.clear()
+
+    async def _open_url(self) -> str:
+        try:
+            return await self._web.socket_url()
+        except Permanent as exc:
+            if exc.code in _BAD_TOKEN:
+                raise ConfigError("slack.app_token", f"Slack refused it ({exc.code})") from None
+            raise
 
     async def _connection(self, url: str) -> None:
         async with self._session.ws_connect(
