@@ -14,12 +14,9 @@ from skbridge.testing.harness import (
     customer_channel,
     dispatch_notices,
     first_message,
+    say,
     texts,
 )
-
-
-def say(world: Fakes, text: str, user: int = ADA) -> int:
-    return world.telegram.customer_says(user, text, first_name="Ada", last_name="Lovelace")
 
 
 async def test_messages_sent_while_stopped_arrive_once_after_restart(

@@ -21,12 +21,9 @@ from skbridge.testing.harness import (
     dispatch_notices,
     fakes,
     first_message,
+    say,
     texts,
 )
-
-
-def say(world: Fakes, text: str, user: int = ADA) -> int:
-    return world.telegram.customer_says(user, text, first_name="Ada", last_name="Lovelace")
 
 
 def replies(world: Fakes) -> list[str]:

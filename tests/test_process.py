@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from skbridge.testing.harness import ADA, ALICE, Fakes, customer_channel, first_message, texts
+from skbridge.testing.harness import ADA, ALICE, Fakes, customer_channel, first_message, say, texts
 
 
 class Process:
@@ -44,10 +44,6 @@ async def process(world: Fakes, tmp_path: Path) -> AsyncIterator[Process]:
     if p.proc is not None:
         p.proc.kill()
         await p.proc.wait()
-
-
-def say(world: Fakes, text: str) -> None:
-    world.telegram.customer_says(ADA, text, first_name="Ada", last_name="Lovelace")
 
 
 async def test_sigterm_stops_cleanly_and_a_restart_loses_nothing(

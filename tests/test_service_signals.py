@@ -25,9 +25,9 @@ class NotifySocket:
         self.sock.setblocking(False)
         self.messages: list[str] = []
 
-    async def wait_for(self, predicate: Callable[[str], bool], timeout: float = 20) -> str:
+    async def wait_for(self, predicate: Callable[[str], bool], within: float = 20) -> str:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 data = (await loop.sock_recv(self.sock, 4096)).decode()
                 self.messages.append(data)

@@ -201,3 +201,8 @@ async def first_message(world: Fakes, text: str = "Hello") -> str:
         )
     )
     return customer_channel(world.slack)
+
+
+def say(world: Fakes, text: str, user: int = ADA) -> int:
+    """Ada (or ``user``, under Ada's name) writes ``text`` on Telegram; returns the update ID."""
+    return world.telegram.customer_says(user, text, first_name="Ada", last_name="Lovelace")
