@@ -1,4 +1,6 @@
-"""The ``skbridge`` command line."""
+"""The ``skbridge`` command line: ``run`` the daemon, and the operator commands of
+:mod:`skbridge.ops` (``check``, ``status``, ``backup``, ``demo``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from skbridge import __version__, logs
 from skbridge.config import DEFAULT_CONFIG_PATH, Config, load_config
-from skbridge.errors import ConfigError, SkbridgeError
+from skbridge.errors import ConfigError, SkbridgeError, StoreError
 from skbridge.notify import Notifier
 from skbridge.slack.manifest import manifest_json
 
@@ -20,6 +22,22 @@ EX_CONFIG = 78
 """sysexits' EX_CONFIG; the systemd unit never restarts on it."""
 
 log = logging.getLogger("skbridge")
+
+
+_CHECK_HELP = """Validate the config (exit 78 on a bad one), then try every token live: Slack's
+bot token and its scopes, the app token (a Socket Mode connection, closed right after
+Slack's hello), the user token if set, the dispatch channel (looked up, never joined),
+the workspace owner, each upstream, and the database path. One line per check; exit 0
+when all pass, 1 otherwise. Safe while the daemon runs."""
+_STATUS_HELP = """What the database holds: conversations by state, the outbox backlog each way,
+uncertain and failed replies, parked work and parked input, and the last activity.
+Reads the database read-only; safe while the daemon runs. Exit 1 if it is missing."""
+_BACKUP_HELP = """Write a consistent copy of the database to DEST (SQLite's VACUUM INTO, never a
+file copy), safe while the daemon runs; then run PRAGMA integrity_check on the copy.
+Never overwrites DEST. Exit 0 when the copy is written and checks ok."""
+_DEMO_HELP = """Watch skbridge work without tokens or config: runs the real daemon against
+in-process fakes of Slack, Telegram and Gravatar and plays one customer's conversation,
+step by step. Leaves nothing on disk."""
 
 
 def _default_config() -> Path:
@@ -33,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"skbridge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def with_config(name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=description or help_text)
         sub.add_argument(
             "-c",
             "--config",
@@ -45,7 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     with_config("run", "run the daemon in the foreground until SIGTERM/SIGINT")
+    with_config("check", "check the config and every token against the live services", _CHECK_HELP)
+    status = with_config("status", "show conversations, backlog and parked work", _STATUS_HELP)
+    status.add_argument("--json", action="store_true", help="print the same as JSON")
+    backup = with_config("backup", "copy the database safely, even while running", _BACKUP_HELP)
+    backup.add_argument("dest", type=Path, metavar="DEST", help="where to write the copy (new)")
     commands.add_parser("manifest", help="print the Slack app manifest (JSON)")
+    commands.add_parser(
+        "demo", help="a scripted conversation against fakes", description=_DEMO_HELP
+    )
     return parser
 
 
@@ -54,20 +80,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "manifest":
         print(manifest_json())
         return 0
+    if args.command == "demo":
+        return _demo()
     path: Path = args.config or _default_config()
     try:
         config = load_config(path)
     except ConfigError as exc:
         return _config_failure(exc)
-    logs.setup(config.log.level, config.log.format)
+    level = config.log.level if args.command == "run" else _report_level(config.log.level)
+    logs.setup(level, config.log.format)
     try:
-        if args.command == "run":
-            return asyncio.run(_run(config, path))
+        return _command(args, config, path)
     except ConfigError as exc:
         return _config_failure(exc)
+    except StoreError as exc:
+        print(f"skbridge: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _command(args: argparse.Namespace, config: Config, path: Path) -> int:
+    # The ops modules are imported on use: `skbridge manifest` stays light.
+    if args.command == "check":
+        from skbridge.ops import check
+
+        return asyncio.run(check.command(config))
+    if args.command == "status":
+        from skbridge.ops import status
+
+        return status.command(config.store.path, args.json)
+    if args.command == "backup":
+        from skbridge.ops import backup
+
+        return backup.command(config.store.path, args.dest)
+    if args.command == "run":
+        return asyncio.run(_run(config, path))
     return 2
+
+
+def _report_level(level: str) -> str:
+    """A report owns the terminal: the daemon's INFO events would only clutter it."""
+    return "WARNING" if level == "INFO" else level
+
+
+def _demo() -> int:
+    from skbridge.ops import demo
+
+    logs.setup("WARNING")
+    try:
+        return asyncio.run(demo.run())
+    except KeyboardInterrupt:
+        return 130
 
 
 def _config_failure(exc: ConfigError) -> int:

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import sqlite3
 from collections.abc import Awaitable
 from contextlib import closing
 from dataclasses import dataclass
@@ -26,8 +25,9 @@ import httpx
 
 from skbridge import logs
 from skbridge.config import Config, SlackConfig
-from skbridge.errors import DeliveryError, Permanent
+from skbridge.errors import DeliveryError, Permanent, StoreError
 from skbridge.ids import ChannelId
+from skbridge.ops.readonly import connect_read_only
 from skbridge.slack.manifest import BOT_SCOPES, USER_SCOPES
 from skbridge.slack.web import Identity, SlackChannel, SlackWeb
 from skbridge.store.migrations import MIGRATIONS
@@ -91,7 +91,7 @@ async def run_checks(config: Config) -> list[Result]:
         aiohttp.ClientSession(timeout=timeout) as session,
         httpx.AsyncClient(timeout=15.0) as http,
     ):
-        web = SlackWeb(config.slack, session, post_rate=None, create_per_minute=None)
+        web = SlackWeb(config.slack, session)
         results = await _slack(config.slack, web, session)
         for upstream in _upstreams(config, http):
             results.append(await _upstream(upstream))
@@ -129,22 +129,27 @@ def _unreachable(exc: DeliveryError, config: SlackConfig) -> str:
 async def _slack(
     config: SlackConfig, web: SlackWeb, session: aiohttp.ClientSession
 ) -> list[Result]:
-    results: list[Result] = []
     identity = await _attempt(web.auth_test())
     if isinstance(identity, DeliveryError):
-        results.append(_bot_token_failure(identity, config))
-        for name in ("slack scopes", "dispatch channel", "workspace owner"):
-            results.append(skip(name, "needs a working bot token"))
-    else:
-        results.append(ok("slack bot token", f"bot {identity.user_id} in team {identity.team_id}"))
-        results.append(_scopes(identity))
-    results.append(await _app_token(web, session))
-    results.append(await _user_token(config, session))
-    if not isinstance(identity, DeliveryError):
-        results.append(await _dispatch(web, config.dispatch_channel))
-        results.append(await _owner(web, config))
-        if config.auto_invite:
-            results.append(await _auto_invite(web, config))
+        untried = "needs a working bot token"
+        return [
+            _bot_token_failure(identity, config),
+            skip("slack scopes", untried),
+            await _app_token(web, session),
+            await _user_token(config, session),
+            skip("dispatch channel", untried),
+            skip("workspace owner", untried),
+        ]
+    results = [
+        ok("slack bot token", f"bot {identity.user_id} in team {identity.team_id}"),
+        _scopes(identity),
+        await _app_token(web, session),
+        await _user_token(config, session),
+        await _dispatch(web, config.dispatch_channel),
+        await _owner(web, config),
+    ]
+    if config.auto_invite:
+        results.append(await _auto_invite(web, config))
     return results
 
 
@@ -209,12 +214,7 @@ async def _user_token(config: SlackConfig, session: aiohttp.ClientSession) -> Re
     if config.user_token is None:
         return skip(name, "not configured (optional: without it, reopened chats get a new channel)")
     # The same calls, signed with the user token in the bot's place.
-    as_user = SlackWeb(
-        config.model_copy(update={"bot_token": config.user_token}),
-        session,
-        post_rate=None,
-        create_per_minute=None,
-    )
+    as_user = SlackWeb(config.model_copy(update={"bot_token": config.user_token}), session)
     identity = await _attempt(as_user.auth_test())
     if isinstance(identity, DeliveryError):
         if isinstance(identity, Permanent):
@@ -329,10 +329,10 @@ def database(path: Path) -> Result:
             )
         return ok(name, f"{path} will be created at start")
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        with closing(connect_read_only(path)) as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.Error as exc:
-        return fail(name, f"{path} does not open ({exc})", "check store.path and its permissions")
+    except StoreError as exc:
+        return fail(name, str(exc), "check store.path and its permissions")
     if version > len(MIGRATIONS):
         return fail(
             name,

@@ -1,0 +1,165 @@
+"""``skbridge status``: what the database says, read-only, safe while the daemon runs.
+
+The file is opened with SQLite's ``mode=ro``: in WAL mode a reader never blocks the
+daemon's writer and sees only committed work. This module never writes, never
+migrates, and never creates a database that is not there.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from skbridge.core.model import ConvState, SendToCustomer
+from skbridge.errors import StoreError
+from skbridge.ops.readonly import connect_read_only
+
+STATES = (
+    ConvState.OPEN,
+    ConvState.ARCHIVED,
+    ConvState.OPENING,
+    ConvState.REOPENING,
+    ConvState.GONE,
+)
+TEXT_LIST_LIMIT = 20
+"""Parked items listed in the text output; ``--json`` lists them all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    id: int
+    what: str
+    error: str
+    at: str
+    """ISO time it was set aside (outbox) or received (input)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    database: str
+    conversations: dict[str, int]
+    backlog: dict[str, int]
+    """``to_customers`` and ``to_slack``: outbox rows pending or in flight."""
+    replies: dict[str, int]
+    """``uncertain`` and ``failed`` replies nobody has sent again yet."""
+    parked_outbox: list[Parked]
+    parked_input: list[Parked]
+    last_activity: str | None
+    minutes_since_activity: int | None
+
+
+def read_status(path: Path, now: float | None = None) -> Status:
+    with closing(connect_read_only(path)) as conn:
+        try:
+            return _gather(conn, path, time.time() if now is None else now)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+
+
+def _gather(conn: sqlite3.Connection, path: Path, now: float) -> Status:
+    # One read transaction: every number comes from the same committed state.
+    conn.execute("BEGIN")
+    counts = dict.fromkeys(STATES, 0)
+    for state, count in conn.execute("SELECT state, count(*) FROM conversations GROUP BY 1"):
+        counts[state] = count
+    backlog = {"to_customers": 0, "to_slack": 0}
+    for to_customer, count in conn.execute(
+        "SELECT kind = ?, count(*) FROM outbox WHERE state IN ('pending', 'sending') GROUP BY 1",
+        (SendToCustomer.kind,),
+    ):
+        backlog["to_customers" if to_customer else "to_slack"] = count
+    replies = {"uncertain": 0, "failed": 0}
+    for state, count in conn.execute(
+        "SELECT state, count(*) FROM outbox WHERE kind = ? AND state IN ('uncertain', 'failed') "
+        "GROUP BY 1",
+        (SendToCustomer.kind,),
+    ):
+        replies[state] = count
+    parked_outbox = [
+        Parked(row_id, _what(kind, conv_id, customer), error or "", _iso(at))
+        for row_id, kind, conv_id, customer, error, at in conn.execute(
+            "SELECT o.id, o.kind, o.conversation_id, c.customer_name, o.last_error, "
+            "coalesce(o.finished_at, o.created_at) FROM outbox o "
+            "LEFT JOIN conversations c ON c.id = o.conversation_id "
+            "WHERE o.state = 'parked' ORDER BY o.id"
+        )
+    ]
+    parked_input = [
+        Parked(row_id, origin, error, _iso(at))
+        for row_id, origin, error, at in conn.execute(
+            "SELECT id, origin, error, received_at FROM parked_input ORDER BY id"
+        )
+    ]
+    (last,) = conn.execute("SELECT max(last_activity) FROM conversations").fetchone()
+    conn.execute("COMMIT")
+    return Status(
+        database=str(path),
+        conversations={str(k): v for k, v in counts.items()},
+        backlog=backlog,
+        replies=replies,
+        parked_outbox=parked_outbox,
+        parked_input=parked_input,
+        last_activity=None if last is None else _iso(last),
+        minutes_since_activity=None if last is None else max(0, int((now - last) // 60)),
+    )
+
+
+def _what(kind: str, conv_id: int | None, customer: str | None) -> str:
+    if conv_id is None:
+        return kind
+    return f"{kind} (conversation {conv_id}" + (f", {customer})" if customer else ")")
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def to_json(status: Status) -> str:
+    data: dict[str, Any] = asdict(status)
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def to_text(status: Status) -> str:
+    conv = ", ".join(f"{n} {state}" for state, n in status.conversations.items())
+    lines = [
+        f"database       {status.database}",
+        f"conversations  {conv}",
+        f"backlog        {status.backlog['to_customers']} to customers, "
+        f"{status.backlog['to_slack']} to Slack",
+        f"replies        {status.replies['uncertain']} uncertain, "
+        f"{status.replies['failed']} failed (not yet sent again)",
+    ]
+    lines += _listing("parked work   ", status.parked_outbox)
+    lines += _listing("parked input  ", status.parked_input)
+    if status.last_activity is None:
+        lines.append("last activity  never")
+    else:
+        minutes = status.minutes_since_activity
+        ago = f"{minutes} minute{'' if minutes == 1 else 's'} ago"
+        lines.append(f"last activity  {status.last_activity} ({ago})")
+    return "\n".join(lines)
+
+
+def _listing(label: str, items: list[Parked]) -> list[str]:
+    if not items:
+        return [f"{label} none"]
+    lines = [f"{label} {len(items)}"]
+    for item in items[-TEXT_LIST_LIMIT:]:
+        error = " ".join(item.error.split())
+        lines.append(f"  #{item.id} {item.what} at {item.at}: {error}")
+    if len(items) > TEXT_LIST_LIMIT:
+        lines.append(f"  (the {len(items) - TEXT_LIST_LIMIT} older ones: see --json)")
+    return lines
+
+
+def command(path: Path, as_json: bool) -> int:
+    """``skbridge status``: 0 with the report on stdout; StoreError when unreadable."""
+    status = read_status(path)
+    print(to_json(status) if as_json else to_text(status))
+    return 0
