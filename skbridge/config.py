@@ -192,6 +192,14 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     return loaded
 
 
+def secrets(config: Config) -> list[str]:
+    """Every token in ``config``, to be masked wherever text is printed or logged."""
+    found = [config.slack.bot_token, config.slack.app_token, config.slack.user_token]
+    if config.sources.telegram:
+        found.append(config.sources.telegram.bot_token)
+    return [s.get_secret_value() for s in found if s is not None]
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:

@@ -23,7 +23,7 @@ import aiohttp
 import httpx
 
 from skbridge import logs, retry
-from skbridge.config import Config, load_config
+from skbridge.config import Config, load_config, secrets
 from skbridge.deliver import Deliverer
 from skbridge.errors import ConfigError, DeliveryError, Permanent, StoreUnavailable
 from skbridge.gravatar import Gravatar
@@ -67,7 +67,7 @@ class Service:
         self._state = "starting"
         self.outbox: Outbox | None = None
         self.db: Database | None = None
-        logs.add_secrets(_secrets(config))
+        logs.add_secrets(secrets(config))
 
     def stop(self) -> None:
         self._stop.set()
@@ -165,7 +165,7 @@ class Service:
                         await workspace.set_dispatch(new.slack.dispatch_channel)
                     deliverer.config = new.slack
                     logs.setup(new.log.level, new.log.format)
-                    if _secrets(new) != _secrets(self.config):
+                    if secrets(new) != secrets(self.config):
                         log.warning("token changes need a restart; keeping the running tokens")
                     self.config = new
                     log.info("configuration reloaded")
@@ -207,13 +207,6 @@ class Service:
         while True:
             self.notifier.send(WATCHDOG=1, STATUS=self.status_line())
             await asyncio.sleep(every)
-
-
-def _secrets(config: Config) -> list[str]:
-    found = [config.slack.bot_token, config.slack.app_token, config.slack.user_token]
-    if config.sources.telegram:
-        found.append(config.sources.telegram.bot_token)
-    return [s.get_secret_value() for s in found if s is not None]
 
 
 async def _workspace(web: SlackWeb, config: Config) -> Workspace:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -9,6 +10,16 @@ import pytest
 
 from skbridge import retry
 from skbridge.testing.harness import Daemon, Fakes, fakes
+
+
+@pytest.fixture(autouse=True)
+def restore_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """``main`` points logging at the captured stderr; put pytest's handlers back after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,16 +12,6 @@ from skbridge.slack.manifest import BOT_SCOPES
 from skbridge.testing.harness import Fakes
 
 COMMANDS = ("run", "check", "status", "backup", "manifest", "demo")
-
-
-@pytest.fixture(autouse=True)
-def restore_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
-    """``main`` logs to the captured stderr; restore pytest's handlers before it closes."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_every_command_is_listed_and_documented(capsys: pytest.CaptureFixture[str]) -> None:

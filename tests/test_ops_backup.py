@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -13,16 +11,6 @@ import pytest
 
 from skbridge.cli import main
 from skbridge.testing.harness import ADA, Daemon, Fakes, first_message, texts
-
-
-@pytest.fixture(autouse=True)
-def restore_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
-    """``main`` logs to the captured stderr; restore pytest's handlers before it closes."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:

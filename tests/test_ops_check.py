@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,16 +23,6 @@ NAMES = [
     "telegram",
     "database",
 ]
-
-
-@pytest.fixture(autouse=True)
-def restore_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
-    """``main`` logs to the captured stderr; restore pytest's handlers before it closes."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 async def checks(config_path: Path) -> dict[str, Result]:

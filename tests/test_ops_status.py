@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -25,16 +24,6 @@ from skbridge.testing.harness import (
 )
 
 GRACE = 2002
-
-
-@pytest.fixture(autouse=True)
-def restore_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
-    """``main`` logs to the captured stderr; restore pytest's handlers before it closes."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from collections.abc import Awaitable
 from contextlib import closing
 from dataclasses import dataclass
@@ -24,12 +23,12 @@ import aiohttp
 import httpx
 
 from skbridge import logs
-from skbridge.config import Config, SlackConfig
+from skbridge.config import Config, SlackConfig, secrets
 from skbridge.errors import DeliveryError, Permanent, StoreError
-from skbridge.ids import ChannelId
 from skbridge.ops.readonly import connect_read_only
 from skbridge.slack.manifest import BOT_SCOPES, USER_SCOPES
-from skbridge.slack.web import Identity, SlackChannel, SlackWeb
+from skbridge.slack.web import Identity, SlackWeb
+from skbridge.slack.workspace import find_dispatch
 from skbridge.store.migrations import MIGRATIONS
 from skbridge.upstreams import Upstream
 from skbridge.upstreams.telegram import Telegram
@@ -38,7 +37,6 @@ T = TypeVar("T")
 
 REINSTALL = "reinstall the app from `skbridge manifest`"
 HELLO_TIMEOUT = 10.0
-_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
 _REFUSED = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired")
 
 
@@ -75,17 +73,9 @@ def skip(name: str, detail: str) -> Result:
     return Result(name, Verdict.SKIP, detail)
 
 
-def config_secrets(config: Config) -> list[str]:
-    """Every token in ``config``, to be masked in whatever is printed."""
-    found = [config.slack.bot_token, config.slack.app_token, config.slack.user_token]
-    if config.sources.telegram:
-        found.append(config.sources.telegram.bot_token)
-    return [s.get_secret_value() for s in found if s is not None]
-
-
 async def run_checks(config: Config) -> list[Result]:
     """Every check, in a fixed order; never raises for a failed check."""
-    logs.add_secrets(config_secrets(config))
+    logs.add_secrets(secrets(config))
     timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
@@ -234,14 +224,9 @@ async def _user_token(config: SlackConfig, session: aiohttp.ClientSession) -> Re
 async def _dispatch(web: SlackWeb, name_or_id: str) -> Result:
     name = "dispatch channel"
     try:
-        if _CHANNEL_ID.match(name_or_id):
-            channel: SlackChannel | None = await web.channel(ChannelId(name_or_id))
-        else:
-            channel = await web.find_channel(name_or_id)
+        channel = await find_dispatch(web, name_or_id)
     except Permanent as exc:
-        if exc.code != "channel_not_found":
-            return fail(name, f"Slack refused to look it up ({exc.code})", REINSTALL)
-        channel = None
+        return fail(name, f"Slack refused to look it up ({exc.code})", REINSTALL)
     except DeliveryError as exc:
         return fail(name, f"cannot look it up ({exc})", "check the network")
     if channel is None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from skbridge.errors import ConfigError, Permanent
 from skbridge.gravatar import Gravatar
-from skbridge.ids import SlackUserId
+from skbridge.ids import ChannelId, SlackUserId
 from skbridge.slack.web import Identity, SlackChannel, SlackUser, SlackWeb
 from skbridge.upstreams import Agent
 
@@ -37,15 +37,7 @@ class Workspace:
     async def set_dispatch(self, name_or_id: str) -> None:
         """Find the dispatch channel and join it if we can; say clearly when we cannot."""
         key = "slack.dispatch_channel"
-        try:
-            if _CHANNEL_ID.match(name_or_id):
-                channel: SlackChannel | None = await self.web.channel(name_or_id)  # type: ignore[arg-type]
-            else:
-                channel = await self.web.find_channel(name_or_id)
-        except Permanent as exc:
-            if exc.code != "channel_not_found":
-                raise
-            channel = None
+        channel = await find_dispatch(self.web, name_or_id)
         if channel is None:
             raise ConfigError(key, f"no channel {name_or_id!r} in this workspace; create it first")
         if channel.is_archived:
@@ -74,6 +66,18 @@ class Workspace:
 
     def channel_url(self, channel_id: str) -> str:
         return f"{self.identity.team_url.rstrip('/')}/archives/{channel_id}"
+
+
+async def find_dispatch(web: SlackWeb, name_or_id: str) -> SlackChannel | None:
+    """The channel named (or with the ID) ``name_or_id``, if the bot can see it."""
+    try:
+        if _CHANNEL_ID.match(name_or_id):
+            return await web.channel(ChannelId(name_or_id))
+        return await web.find_channel(name_or_id)
+    except Permanent as exc:
+        if exc.code == "channel_not_found":
+            return None
+        raise
 
 
 class Agents:
