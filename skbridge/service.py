@@ -101,13 +101,14 @@ class Service:
     ) -> None:
         config = self.config
         web = SlackWeb(config.slack, session)
-        workspace = await _until_connected("slack", self._stop, lambda: _workspace(web, config))
+        self.notifier.status("connecting to Slack")
+        workspace = await self._until_connected("slack", lambda: _workspace(web, config))
         if workspace is None:
             return
         gravatar = Gravatar(config.gravatar, http)
         upstreams = _upstreams(config, http, gravatar)
         for upstream in upstreams.values():
-            if await _until_connected(upstream.name, self._stop, upstream.check) is None:
+            if await self._until_connected(upstream.name, upstream.check) is None:
                 return
         agents = Agents(web, gravatar)
         deliverer = Deliverer(db, workspace, agents, upstreams, config.slack, self._clock)
@@ -145,6 +146,9 @@ class Service:
             if not await outbox.drain(SHUTDOWN_DEADLINE):
                 log.warning("work in flight left for the next start")
             work.cancel()
+
+    async def _until_connected(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T | None:
+        return await _until_connected(what, self._stop, attempt, self.notifier)
 
     async def _announce_ready(self, socket: SocketMode) -> None:
         await socket.connected.wait()
@@ -233,7 +237,10 @@ def _upstreams(
 
 
 async def _until_connected(
-    what: str, stop: asyncio.Event, attempt: Callable[[], Awaitable[T]]
+    what: str,
+    stop: asyncio.Event,
+    attempt: Callable[[], Awaitable[T]],
+    notifier: Notifier,
 ) -> T | None:
     """Retry ``attempt`` until it succeeds or the daemon is asked to stop (then None).
 
@@ -251,6 +258,7 @@ async def _until_connected(
             failures += 1
             delay = retry.RECONNECT.delay(failures)
             log.warning(f"cannot reach {what}", extra={"error": str(exc), "retry_in": delay})
+            notifier.status(f"cannot reach {what} ({exc.code}); retrying")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()
