@@ -46,6 +46,7 @@ from skbridge.slack.web import SlackChannel, SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import queries as q
 from skbridge.store.db import Database
+from skbridge.store.finish import FinishMarks
 from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Upstream
 
@@ -72,6 +73,7 @@ class Deliverer:
         self._upstreams = upstreams
         self.config = config
         self._clock = clock
+        self._marks = FinishMarks(db, clock)
 
     # --- the outbox's interface -------------------------------------------------------------
 
@@ -132,10 +134,7 @@ class Deliverer:
     async def _finish(
         self, row: OutboxRow, state: str = "done", touch: ConversationId | None = None
     ) -> list[OutboxRow]:
-        async with self._db.write() as tx:
-            await q.set_outbox_state(tx, row.id, state, self._clock())
-            if touch is not None:
-                await q.update_conversation(tx, touch, state=None, now=self._clock())
+        await self._marks.finish(row.id, state, touch)
         return []
 
     async def _post(

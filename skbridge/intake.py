@@ -103,7 +103,7 @@ class Intake:
             assert plan.new_state is not None
             conv = await q.insert_conversation(tx, customer, plan.new_state, now)
             log.info("new conversation", extra={"conversation": conv.id, "source": conv.source})
-        else:
+        elif plan.new_state is not None or customer.name != conv.customer_name:
             name = customer.name if customer.name != conv.customer_name else None
             await q.update_conversation(tx, conv.id, state=plan.new_state, now=now, name=name)
         return await q.enqueue(tx, conv.id, plan.ops, now)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -152,6 +153,8 @@ class Service:
 
     async def _announce_ready(self, socket: SocketMode) -> None:
         await socket.connected.wait()
+        # What start-up built lives as long as the daemon: keep it out of every GC pass.
+        gc.freeze()
         self.ready.set()
         self.notifier.ready()
         log.info("ready")

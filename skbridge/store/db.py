@@ -41,33 +41,31 @@ def translate(exc: sqlite3.Error) -> StoreError:
 
 
 class Tx:
-    """An open write transaction. Only valid inside ``Database.write()``."""
+    """An open write transaction. Only valid inside ``Database.write()``.
+
+    Each method is one trip to aiosqlite's thread: the write lock is held across every
+    trip, so trips are what bound throughput.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement; returns the last inserted rowid."""
-        cursor = await self._conn.execute(sql, tuple(params))
-        rowid = cursor.lastrowid or 0
-        await cursor.close()
-        return rowid
+        row = await self._conn.execute_insert(sql, tuple(params))
+        return int(row[0]) if row else 0
 
     async def changes(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement; returns how many rows it changed."""
         cursor = await self._conn.execute(sql, tuple(params))
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        return cursor.rowcount  # a finished statement's cursor holds nothing open
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            row: Row | None = await cursor.fetchone()
-            return row
+        rows = await self._conn.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._conn.execute_fetchall(sql, tuple(params)))
 
 
 class Database:
@@ -118,17 +116,15 @@ class Database:
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """Read one row from committed state."""
         try:
-            async with self._reader.execute(sql, tuple(params)) as cursor:
-                row: Row | None = await cursor.fetchone()
-                return row
+            rows = await self._reader.execute_fetchall(sql, tuple(params))
         except sqlite3.Error as exc:
             raise translate(exc) from exc
+        return next(iter(rows), None)
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """Read rows from committed state."""
         try:
-            async with self._reader.execute(sql, tuple(params)) as cursor:
-                return list(await cursor.fetchall())
+            return list(await self._reader.execute_fetchall(sql, tuple(params)))
         except sqlite3.Error as exc:
             raise translate(exc) from exc
 

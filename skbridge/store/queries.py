@@ -182,8 +182,7 @@ async def mark_members_invited(tx: Tx, channel_id: ChannelId) -> None:
 
 async def channel_names_in_use(db: Reader, names: Sequence[str]) -> set[str]:
     """Which of ``names`` skbridge has already used for some channel."""
-    marks = ",".join("?" * len(names))
-    rows = await db.all(f"SELECT name FROM channels WHERE name IN ({marks})", names)
+    rows = await db.all(f"SELECT name FROM channels WHERE name IN ({_marks(names)})", names)
     return {str(r[0]) for r in rows}
 
 
@@ -247,6 +246,28 @@ async def set_outbox_state(
         "WHERE id = ?",
         (state, finished, error, row_id),
     )
+
+
+async def finish_many(
+    tx: Tx, rows: Sequence[OutboxId], state: str, touched: Sequence[ConversationId], now: float
+) -> None:
+    """Mark many rows finished and their conversations active, in two statements."""
+    for start in range(0, len(rows), 500):
+        ids = rows[start : start + 500]
+        await tx.execute(
+            f"UPDATE outbox SET state = ?, finished_at = ? WHERE id IN ({_marks(ids)})",
+            (state, now, *ids),
+        )
+    for start in range(0, len(touched), 500):
+        convs = touched[start : start + 500]
+        await tx.execute(
+            f"UPDATE conversations SET last_activity = ? WHERE id IN ({_marks(convs)})",
+            (now, *convs),
+        )
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
 
 
 async def record_attempt(tx: Tx, row_id: OutboxId, error: str) -> int:
