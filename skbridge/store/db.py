@@ -83,12 +83,18 @@ class Database:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = await _connect(path)
-            await _migrate(writer)
-            reader = await _connect(path)
         except sqlite3.Error as exc:
             raise translate(exc) from exc
         except OSError as exc:
             raise StoreUnavailable(f"cannot open {path}: {exc.strerror}") from exc
+        try:
+            await _migrate(writer)
+            reader = await _connect(path)
+        except BaseException as exc:
+            await writer.close()
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc) from exc
+            raise
         return cls(path, writer, reader)
 
     async def close(self) -> None:
