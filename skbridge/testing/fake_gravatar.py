@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from types import TracebackType
-from typing import Self
 
 from aiohttp import web
+
+from skbridge.testing.lifecycle import Lifecycle
 
 __all__ = ["DEFAULT_IMAGE", "FakeGravatar", "gravatar_hash"]
 
@@ -33,7 +33,7 @@ def gravatar_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 
 
-class FakeGravatar:
+class FakeGravatar(Lifecycle):
     """A fake Gravatar server (see the module docstring)."""
 
     def __init__(self, *, port: int = 0) -> None:
@@ -64,18 +64,6 @@ class FakeGravatar:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:

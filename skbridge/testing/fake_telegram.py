@@ -32,10 +32,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
+
+from skbridge.testing.lifecycle import Lifecycle
 
 __all__ = ["FakeTelegram", "SentMessage"]
 
@@ -245,7 +246,7 @@ def _describe_predicate(predicate: Callable[[], bool]) -> str:
     return source
 
 
-class FakeTelegram:
+class FakeTelegram(Lifecycle):
     """A fake Telegram Bot API server (see the module docstring)."""
 
     bot_first_name: str = "SK Bridge"
@@ -359,18 +360,6 @@ class FakeTelegram:
         self._stopping.set()
         self._notify()
         await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def running(self) -> bool:

@@ -6,17 +6,18 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from skbridge.testing.lifecycle import Lifecycle
 
 from .socket import SocketModeMixin
 from .state import Channel, Message, channel_name_error
 from .web import WebApiMixin
 
 
-class FakeSlack(WebApiMixin, SocketModeMixin):
+class FakeSlack(WebApiMixin, SocketModeMixin, Lifecycle):
     """An in-process Slack (Web API + Socket Mode) on ``127.0.0.1``, for tests and demos.
 
     Point ``AsyncWebClient(base_url=fake.api_url)`` at it and use ``fake.bot_token`` /
@@ -70,18 +71,6 @@ class FakeSlack(WebApiMixin, SocketModeMixin):
         self._runner = None
         self._port = None
         self._notify()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def api_url(self) -> str:
