@@ -192,7 +192,7 @@ class Intake:
 
     async def _resend(self, tx: Tx, click: envelopes.ResendClicked, now: float) -> list[OutboxRow]:
         original = await q.outbox_row(tx, click.row_id)
-        if original is None or original.state not in ("uncertain", "failed"):
+        if original is None or original.state not in ("uncertain", "failed", "parked"):
             return []  # already resent, or never ours: one click, one send
         op = op_from_row(original.kind, original.payload)
         if not isinstance(op, SendToCustomer):

@@ -194,3 +194,8 @@ async def test_retries_exhausted_for_a_reply_are_reported_in_the_channel(
     await world.slack.send_command(channel, ALICE, "hello?")
     await world.slack.wait_for(lambda: "Not delivered" in world.slack.messages(channel)[-1].text)
     assert customer_channel(world.slack) == channel
+    assert world.telegram.sent_to(ADA) == []
+    notice = world.slack.messages(channel)[-1]
+    button = next(e for b in notice.blocks or [] if b["type"] == "actions" for e in b["elements"])
+    await world.slack.send_block_action(channel, ALICE, button["action_id"], button["value"])
+    await world.telegram.wait_for(lambda: world.telegram.sent_to(ADA) == ["Alice: hello?"])
