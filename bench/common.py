@@ -105,10 +105,8 @@ async def bridge(
             await until(lambda: world.telegram.polling, 10, f"{child.name} polling Telegram")
         else:
             await world.slack.wait_connected()
-        if options.profile_dir is not None and kind == "daemon":
-            options.profile_dir.mkdir(parents=True, exist_ok=True)
-            profiler = proc.Profiler(child.pid, options.profile_dir / f"{name}.txt")
-            await profiler.start()
+        if kind == "daemon":
+            profiler = await proc.start_profiler(child.pid, options.profile_dir, name)
         yield Running(child, ready, directory / "skbridge.db" if kind == "daemon" else None)
     finally:
         if profiler is not None:

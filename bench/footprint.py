@@ -59,10 +59,7 @@ async def one_size(size: int, plan: Plan, options: Options, name: str) -> dict[s
             profiler: proc.Profiler | None = None
             try:
                 await until(lambda: w.telegram.polling, 10, "daemon polling Telegram")
-                if options.profile_dir is not None:
-                    options.profile_dir.mkdir(parents=True, exist_ok=True)
-                    profiler = proc.Profiler(child.pid, options.profile_dir / f"{name}.txt")
-                    await profiler.start()
+                profiler = await proc.start_profiler(child.pid, options.profile_dir, name)
                 await asyncio.sleep(plan.settle)
                 at_start = proc.rss_mb(child.pid)
                 samples: list[float] = []

@@ -87,10 +87,7 @@ async def run(options: Options, name: str, plan: Plan) -> dict[str, float]:
             profiler: proc.Profiler | None = None
             try:
                 await until(lambda: w.telegram.polling, 10, "daemon polling Telegram")
-                if options.profile_dir is not None:
-                    options.profile_dir.mkdir(parents=True, exist_ok=True)
-                    profiler = proc.Profiler(child.pid, options.profile_dir / f"{name}.txt")
-                    await profiler.start()
+                profiler = await proc.start_profiler(child.pid, options.profile_dir, name)
                 total = plan.customers * plan.per_customer
                 start = time.monotonic()
                 for k in range(plan.per_customer):

@@ -178,6 +178,16 @@ def floor(mode: str, spec: Path) -> Child:
     return Child(f"floor ({mode})", argv, "ready", on_stdout=True)
 
 
+async def start_profiler(pid: int, directory: Path | None, name: str) -> Profiler | None:
+    """Attach py-spy to ``pid`` when profiling was asked for (``--profile DIR``)."""
+    if directory is None:
+        return None
+    os.makedirs(directory, exist_ok=True)
+    profiler = Profiler(pid, directory / f"{name}.txt")
+    await profiler.start()
+    return profiler
+
+
 class Profiler:
     """``py-spy record`` attached to a child, writing collapsed stacks (optional)."""
 

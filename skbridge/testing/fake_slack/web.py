@@ -418,11 +418,7 @@ class WebApiMixin(WorkspaceState):
         return {}
 
     def _conversations_invite(self, req: Request) -> dict[str, Any]:
-        channel = self._channel(req)
-        if channel.is_archived:
-            raise ApiError("is_archived")
-        if not self._member_or_admin(req, channel):
-            raise ApiError("not_in_channel")
+        channel = self._writable_channel(req)
         raw = req.params.get("users", "")
         wanted = [u.strip() for u in (raw if isinstance(raw, list) else str(raw).split(","))]
         wanted = [u for u in wanted if u]
@@ -460,11 +456,7 @@ class WebApiMixin(WorkspaceState):
         return {}
 
     def _conversations_rename(self, req: Request) -> dict[str, Any]:
-        channel = self._channel(req)
-        if channel.is_archived:
-            raise ApiError("is_archived")
-        if not self._member_or_admin(req, channel):
-            raise ApiError("not_in_channel")
+        channel = self._writable_channel(req)
         name = req.text("name")
         error = channel_name_error(name)
         if error is not None:
@@ -478,11 +470,7 @@ class WebApiMixin(WorkspaceState):
         return {"channel": channel.to_api(caller=req.caller)}
 
     def _set_text_field(self, req: Request, attr: str) -> dict[str, Any]:
-        channel = self._channel(req)
-        if channel.is_archived:
-            raise ApiError("is_archived")
-        if not self._member_or_admin(req, channel):
-            raise ApiError("not_in_channel")
+        channel = self._writable_channel(req)
         setattr(channel, attr, req.text(attr))
         return {"channel": channel.to_api(caller=req.caller)}
 
@@ -531,13 +519,16 @@ class WebApiMixin(WorkspaceState):
 
     # -- chat --------------------------------------------------------------------------
 
-    def _writable_channel(self, req: Request) -> Channel:
+    def _writable_channel(self, req: Request, *, posting: bool = False) -> Channel:
+        """The request's channel, if it is live and the caller may act in it.
+
+        Posting to a public channel needs no membership when chat:write.public is granted.
+        """
         channel = self._channel(req)
         if channel.is_archived:
             raise ApiError("is_archived")
-        if not self._member_or_admin(req, channel) and (
-            channel.is_private or "chat:write.public" not in self.scopes
-        ):
+        public_post = posting and not channel.is_private and "chat:write.public" in self.scopes
+        if not self._member_or_admin(req, channel) and not public_post:
             raise ApiError("not_in_channel")
         return channel
 
@@ -569,7 +560,7 @@ class WebApiMixin(WorkspaceState):
         return metadata
 
     def _chat_post_message(self, req: Request) -> dict[str, Any]:
-        channel = self._writable_channel(req)
+        channel = self._writable_channel(req, posting=True)
         text, blocks = self._message_content(req)
         metadata = self._metadata(req)
         is_bot = req.token_kind == "bot"
@@ -596,7 +587,7 @@ class WebApiMixin(WorkspaceState):
         }
 
     def _chat_post_ephemeral(self, req: Request) -> dict[str, Any]:
-        channel = self._writable_channel(req)
+        channel = self._writable_channel(req, posting=True)
         user_id = req.text("user")
         if user_id not in self.users:
             raise ApiError("user_not_found")
