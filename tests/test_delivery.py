@@ -11,6 +11,7 @@ from skbridge.testing.harness import (
     ALICE,
     Daemon,
     Fakes,
+    archived_and_back,
     customer_channel,
     dispatch_notices,
     first_message,
@@ -92,11 +93,7 @@ async def test_redelivered_event_is_handled_once(world: Fakes, tmp_path: Path) -
     daemon = Daemon(world.write_config(tmp_path, user_token=True))
     await daemon.start()
     try:
-        channel = await first_message(world)
-        await world.slack.user_archives(channel, ALICE)
-        archive = next(e for e in world.slack.deliveries if e["type"] == "events_api")
-        await world.slack.wait_ack(archive["envelope_id"])
-        say(world, "back")
+        channel, archive = await archived_and_back(world)
         await world.slack.wait_for(lambda: len(world.slack.messages(channel)) == 2)
         for attempt in (1, 2, 3):
             retried = await world.slack.redeliver(archive, retry_attempt=attempt)

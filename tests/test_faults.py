@@ -18,6 +18,7 @@ from skbridge.testing.harness import (
     ALICE,
     Daemon,
     Fakes,
+    archived_and_back,
     dispatch_notices,
     fakes,
     first_message,
@@ -255,11 +256,7 @@ async def test_event_redelivered_after_five_minutes_is_still_deduplicated(
     daemon = Daemon(world.write_config(tmp_path, user_token=True), clock=lambda: now[0])
     await daemon.start()
     try:
-        channel = await first_message(world)
-        await world.slack.user_archives(channel, ALICE)
-        archive = next(e for e in world.slack.deliveries if e["type"] == "events_api")
-        await world.slack.wait_ack(archive["envelope_id"])
-        say(world, "back")
+        channel, archive = await archived_and_back(world)
         await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 2)
         now[0] += 6 * 60
         assert daemon.service is not None

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from skbridge.config import Config, load_config
 from skbridge.service import Service
@@ -206,3 +207,16 @@ async def first_message(world: Fakes, text: str = "Hello") -> str:
 def say(world: Fakes, text: str, user: int = ADA) -> int:
     """Ada (or ``user``, under Ada's name) writes ``text`` on Telegram; returns the update ID."""
     return world.telegram.customer_says(user, text, first_name="Ada", last_name="Lovelace")
+
+
+async def archived_and_back(world: Fakes) -> tuple[str, dict[str, Any]]:
+    """Ada writes, the team archives her channel, she writes again once that was acked.
+
+    Returns her channel and the ``channel_archive`` envelope, for redelivery tests.
+    """
+    channel = await first_message(world)
+    await world.slack.user_archives(channel, ALICE)
+    archive = next(e for e in world.slack.deliveries if e["type"] == "events_api")
+    await world.slack.wait_ack(archive["envelope_id"])
+    say(world, "back")
+    return channel, archive
