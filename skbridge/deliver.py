@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from skbridge import retry
 from skbridge.config import SlackConfig
 from skbridge.core.model import (
     Conversation,
@@ -27,28 +26,31 @@ from skbridge.core.model import (
     PostCustomerMessage,
     PostNotice,
     ReopenChannel,
+    ReportOutage,
     ReportParked,
     SendToCustomer,
     op_from_row,
 )
 from skbridge.core.naming import channel_names
 from skbridge.core.text import (
+    SECTION_TEXT_LIMIT,
     SLACK_TEXT_LIMIT,
     escape_for_slack,
     mentioned_users,
     slack_to_plain,
     split_text,
 )
-from skbridge.errors import Ambiguous, Permanent, Retryable, StoreUnavailable
+from skbridge.errors import Ambiguous, Permanent, Retryable
 from skbridge.ids import ChannelId, ConversationId, MessageTs, SlackUserId, SourceName
 from skbridge.slack import messages
 from skbridge.slack.web import SlackChannel, SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import queries as q
-from skbridge.store.db import Database
+from skbridge.store.db import Database, Tx
 from skbridge.store.finish import FinishMarks
+from skbridge.store.persist import persist
 from skbridge.store.queries import OutboxRow
-from skbridge.upstreams import Upstream
+from skbridge.upstreams import Agent, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,10 @@ class Deliverer:
             await self._invite_clicker(op)
             return await self._finish(row)
         if isinstance(op, ReportParked):
-            await self._post_dispatch(messages.parked(op.what, op.error), f"{row.id}", suspect, row)
+            await self._post_dispatch(messages.parked(op), f"{row.id}", suspect, row)
+            return await self._finish(row)
+        if isinstance(op, ReportOutage):
+            await self._post_dispatch(messages.outage(op), f"{row.id}", suspect, row)
             return await self._finish(row)
         conv = await self._conversation(row.conversation_id)
         match op:
@@ -96,6 +101,10 @@ class Deliverer:
             case PostCustomerMessage():
                 await self._post_customer(row, conv, op, suspect)
                 return await self._finish(row, touch=conv.id)
+            case NotifyDispatch() | InviteMembers() if conv.channel_id is None:
+                # The channel could not be created: that is reported on its own.
+                log.info("no channel; skipped", extra={"row": row.id, "kind": row.kind})
+                return await self._finish(row)
             case NotifyDispatch():
                 await self._notify(conv, op.reopened, f"{row.id}", suspect, row)
                 return await self._finish(row)
@@ -109,18 +118,29 @@ class Deliverer:
         raise Permanent("unknown_op", row.kind)
 
     async def park(self, row: OutboxRow, error: str) -> list[OutboxRow]:
+        """Set ``row`` aside; dispatch hears what it was, why, and can send it again."""
         now = self._clock()
+        try:
+            op: Op | None = op_from_row(row.kind, row.payload)
+        except ValueError:
+            op = None
+        conv = await q.conversation(self._db, row.conversation_id) if row.conversation_id else None
         follow_ups: list[Op] = []
-        if row.kind == SendToCustomer.kind:
-            follow_ups.append(PostNotice(text=messages.not_delivered(row, error), resend_of=row.id))
+        if isinstance(op, SendToCustomer):
+            parts = [p.state for p in await q.reply_parts(self._db, row.id)]
+            text = messages.not_delivered(op.text, error, parts)
+            follow_ups.append(PostNotice(text=text, resend_of=row.id))
+        report: list[Op] = []
+        if not isinstance(op, ReportParked):
+            what, content = messages.describe(op, conv) if op else (f"{row.kind} #{row.id}", "")
+            report.append(ReportParked(what=what, error=error, content=content, row_id=row.id))
         async with self._db.write() as tx:
             await q.set_outbox_state(tx, row.id, "parked", now, error)
+            if isinstance(op, OpenChannel) and conv is not None:
+                # No channel: the customer's next message tries to open one again.
+                await q.update_conversation(tx, conv.id, state=ConvState.GONE, now=now)
             rows = await q.enqueue(tx, row.conversation_id, follow_ups, now)
-            if row.kind != ReportParked.kind:
-                what = f"{row.kind} #{row.id}" + (
-                    f" (conversation {row.conversation_id})" if row.conversation_id else ""
-                )
-                rows += await q.enqueue(tx, None, [ReportParked(what=what, error=error)], now)
+            rows += await q.enqueue(tx, None, report, now)
         return rows
 
     # --- helpers ----------------------------------------------------------------------------
@@ -226,7 +246,7 @@ class Deliverer:
 
     def _live_channel(self, conv: Conversation) -> ChannelId:
         if conv.channel_id is None:
-            raise Retryable("no_channel", f"conversation {conv.id} has no channel yet")
+            raise Permanent("no_channel", f"the channel for conversation {conv.id} was not created")
         return conv.channel_id
 
     # --- messages ------------------------------------------------------------------------------
@@ -272,13 +292,21 @@ class Deliverer:
     async def _notice(
         self, row: OutboxRow, conv: Conversation, op: PostNotice, suspect: bool
     ) -> None:
+        """Post a notice, split like customer text; a Send again button goes on the last part."""
         channel = self._live_channel(conv)
-        blocks = messages.with_resend(op.text, op.resend_of) if op.resend_of else None
-        extra: dict[str, Any] = {"blocks": blocks}
+        limit = SECTION_TEXT_LIMIT if op.resend_of else SLACK_TEXT_LIMIT
+        chunks = split_text(op.text, limit)
+        extra: dict[str, Any] = {}
         if op.username:
             extra.update(username=op.username, icon_url=op.icon_url)
         try:
-            await self._post(channel, op.text, f"{row.id}", suspect, row, **extra)
+            for index, chunk in enumerate(chunks):
+                last = index == len(chunks) - 1
+                blocks = (
+                    messages.with_resend(chunk, op.resend_of) if op.resend_of and last else None
+                )
+                key = f"{row.id}" if index == 0 else f"{row.id}.{index}"
+                await self._post(channel, chunk, key, suspect, row, blocks=blocks, **extra)
         except Permanent as exc:
             if exc.code not in _GONE:
                 raise
@@ -329,61 +357,99 @@ class Deliverer:
     async def _send(
         self, row: OutboxRow, conv: Conversation, op: SendToCustomer, suspect: bool
     ) -> list[OutboxRow]:
-        stored = await q.outbox_row(self._db, row.id) if suspect else row
-        if stored is not None and stored.state == "sending":
-            # The previous run stopped while this reply was on its way: it may have arrived.
-            return await self._settle(
-                row,
-                conv,
-                "uncertain",
-                messages.uncertain(op, "skbridge stopped while sending it"),
-            )
+        """Send the reply part by part; each part is marked before and after it goes out.
+
+        A part found ``sending`` was on its way when the previous run stopped: it may
+        have arrived, so the reply is shown as uncertain, never sent again silently.
+        """
         upstream = self._upstreams.get(conv.source)
         if upstream is None:
             raise Permanent("no_upstream", f"source {conv.source} is not configured")
+        parts = await q.reply_parts(self._db, row.id)
+        in_flight = {p.idx: "uncertain" for p in parts if p.state == "sending"}
+        if in_flight or (suspect and not parts and row.state == "sending"):
+            reason = "skbridge stopped while sending it"
+            return await self._settle(row, conv, op, "uncertain", reason, in_flight)
         agent = await self._agents.agent(op.agent_id)
-        names = await self._agents.names(mentioned_users(op.text))
-        plain = slack_to_plain(op.text, names)
-        async with self._db.write() as tx:
-            await q.set_outbox_state(tx, row.id, "sending", self._clock())
-        try:
-            await upstream.send(conv.upstream_id, plain, agent)
-        except Ambiguous as exc:
-            text = messages.uncertain(op, str(exc))
-            return await self._settle(row, conv, "uncertain", text)
-        except Retryable:
-            async with self._db.write() as tx:
-                await q.set_outbox_state(tx, row.id, "pending", self._clock())
-            raise
-        except Permanent as exc:
-            return await self._settle(row, conv, "failed", messages.not_delivered(row, exc.detail))
+        new: list[str] = []
+        if not parts:
+            new = await self._bodies(op, upstream, agent)
+            parts = [q.ReplyPart(i, body, "pending") for i, body in enumerate(new)]
+        sent: dict[int, str] = {}
+        for part in (p for p in parts if p.state == "pending"):
+            await self._mark_parts(row, {**sent, part.idx: "sending"}, new)
+            new, sent = [], {}
+            try:
+                await upstream.send(conv.upstream_id, part.body, agent)
+            except Ambiguous as exc:
+                marks = {part.idx: "uncertain"}
+                return await self._settle(row, conv, op, "uncertain", str(exc), marks)
+            except Retryable:
+                await self._mark_parts(row, {part.idx: "pending"})
+                raise
+            except Permanent as exc:
+                marks = {part.idx: "failed"}
+                return await self._settle(row, conv, op, "failed", exc.detail, marks)
+            sent = {part.idx: "done"}
         log.info("reply sent", extra={"row": row.id, "conversation": conv.id})
-        echo = PostNotice(
-            text=messages.echo(conv, op.text),
-            username=agent.name,
-            icon_url=agent.avatar_url,
-        )
-        return await self._settle(row, conv, "done", None, echo)
+        return await self._settle(row, conv, op, "done", None, sent, agent)
+
+    async def _mark_parts(
+        self, row: OutboxRow, states: dict[int, str], new: Sequence[str] = ()
+    ) -> None:
+        """Store new parts (all pending) and then ``states``, in one transaction."""
+
+        async def mark(tx: Tx) -> None:
+            if new:
+                await q.add_reply_parts(tx, row.id, new)
+            await q.set_part_states(tx, row.id, states)
+
+        await persist(self._db, mark, what="reply parts")
+
+    async def _bodies(self, op: SendToCustomer, upstream: Upstream, agent: Agent) -> list[str]:
+        """The parts to send: a resend sends what of the original did not arrive."""
+        if op.resend_of is not None:
+            left = [
+                p.body for p in await q.reply_parts(self._db, op.resend_of) if p.state != "done"
+            ]
+            if left:
+                return left
+        names = await self._agents.names(mentioned_users(op.text))
+        return upstream.render(slack_to_plain(op.text, names), agent)
 
     async def _settle(
         self,
         row: OutboxRow,
         conv: Conversation,
+        op: SendToCustomer,
         state: str,
-        warning: str | None,
-        echo: PostNotice | None = None,
+        reason: str | None,
+        marks: dict[int, str],
+        agent: Agent | None = None,
     ) -> list[OutboxRow]:
-        """Record how a send ended and, in the same transaction, what the channel is told."""
-        notice = echo or PostNotice(text=warning or "", resend_of=row.id)
-        failures = 0
-        while True:  # the send has happened: its record must be kept, however long it takes
+        """Record how a send ended and, in the same transaction, what the channel is told.
+
+        The send has happened: its record is kept however long the store takes.
+        """
+
+        async def record(tx: Tx) -> list[OutboxRow]:
             now = self._clock()
-            try:
-                async with self._db.write() as tx:
-                    await q.set_outbox_state(tx, row.id, state, now, None if echo else warning)
-                    await q.update_conversation(tx, conv.id, state=None, now=now)
-                    return await q.enqueue(tx, conv.id, [notice], now)
-            except StoreUnavailable as exc:
-                failures += 1
-                log.error("cannot record a send; waiting", extra={"row": row.id, "error": str(exc)})
-                await retry.wait(retry.STORE.delay(failures))
+            await q.set_part_states(tx, row.id, marks)
+            parts = [p.state for p in await q.reply_parts(tx, row.id)]
+            if state == "done":
+                assert agent is not None
+                notice = PostNotice(
+                    text=messages.echo(conv, op.text),
+                    username=agent.name,
+                    icon_url=agent.avatar_url,
+                )
+                warning = None
+            else:
+                tell = messages.uncertain if state == "uncertain" else messages.not_delivered
+                warning = tell(op.text, reason or "", parts)
+                notice = PostNotice(text=warning, resend_of=row.id)
+            await q.set_outbox_state(tx, row.id, state, now, warning)
+            await q.update_conversation(tx, conv.id, state=None, now=now)
+            return await q.enqueue(tx, conv.id, [notice], now)
+
+        return await persist(self._db, record, what="reply outcome")

@@ -8,6 +8,7 @@ the plan. It never calls Slack or an upstream.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -25,7 +26,7 @@ from skbridge.core.model import (
     op_from_row,
 )
 from skbridge.errors import StoreUnavailable
-from skbridge.ids import SourceName
+from skbridge.ids import ChannelId, SourceName
 from skbridge.slack import envelopes
 from skbridge.store import queries as q
 from skbridge.store.db import Database, Tx
@@ -35,6 +36,8 @@ from skbridge.upstreams import Arrival
 log = logging.getLogger(__name__)
 
 Submit = Callable[[list[OutboxRow]], None]
+RESENDABLE = ("uncertain", "failed", "parked")
+"""Outbox states a Send again button may act on."""
 
 
 def cursor_key(source: SourceName) -> str:
@@ -49,8 +52,10 @@ class Intake:
         *,
         clock: Callable[[], float] = time.time,
         on_store_state: Callable[[str | None], None] = lambda problem: None,
+        dispatch: Callable[[], ChannelId | None] = lambda: None,
     ) -> None:
         self._db = db
+        self._dispatch = dispatch
         self._submit = submit
         self._clock = clock
         self._on_store_state = on_store_state
@@ -191,12 +196,29 @@ class Intake:
             )
 
     async def _resend(self, tx: Tx, click: envelopes.ResendClicked, now: float) -> list[OutboxRow]:
+        """Send a parked, failed or uncertain item again: one click, one send."""
         original = await q.outbox_row(tx, click.row_id)
-        if original is None or original.state not in ("uncertain", "failed", "parked"):
-            return []  # already resent, or never ours: one click, one send
-        op = op_from_row(original.kind, original.payload)
-        if not isinstance(op, SendToCustomer):
+        if original is None or original.state not in RESENDABLE:
+            return []  # already resent, or never ours
+        if not await self._click_belongs(tx, click, original):
+            log.warning(
+                "send again clicked outside its channel; ignored",
+                extra={"row": original.id, "channel": click.channel_id, "user": click.user_id},
+            )
             return []
+        try:
+            op = op_from_row(original.kind, original.payload)
+        except ValueError:
+            return []
+        if isinstance(op, SendToCustomer):
+            op = dataclasses.replace(op, resend_of=original.id)
         await q.set_outbox_state(tx, original.id, "resent", now)
-        again = SendToCustomer(agent_id=op.agent_id, text=op.text, resend_of=original.id)
-        return await q.enqueue(tx, original.conversation_id, [again], now)
+        log.info("sent again", extra={"row": original.id, "user": click.user_id})
+        return await q.enqueue(tx, original.conversation_id, [op], now)
+
+    async def _click_belongs(self, tx: Tx, click: envelopes.ResendClicked, row: OutboxRow) -> bool:
+        """A button works only where skbridge put it: the item's channel, or dispatch."""
+        if click.channel_id == self._dispatch():
+            return True
+        conv = await q.conversation_of_channel(tx, click.channel_id)
+        return conv is not None and conv.id == row.conversation_id

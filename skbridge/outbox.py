@@ -2,10 +2,12 @@
 
 A lane is one conversation, so a customer's messages and an agent's replies keep
 their order, while a slow or rate-limited conversation never holds up the others.
-Failures are classified by the error tree: rate limits wait as told and do not count;
-other retryable failures back off and count; after ``policy.max_attempts`` the item is
-parked with its error and the lane moves on. Only the head of a lane can be in flight,
-so after a restart only lane heads need a look before they are retried.
+Failures are classified by the error tree: rate limits wait as told; transient
+failures back off and are retried for as long as they last, so an outage of any
+length delays work but never loses it; a permanent refusal parks the item with its
+error (reported, and offered to be sent again) and the lane moves on. Only the head
+of a lane can be in flight, so after a restart only lane heads need a look before
+they are retried.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol
 
 from skbridge import retry
 from skbridge.errors import Ambiguous, Permanent, RateLimited, Retryable, StoreUnavailable
+from skbridge.health import Health
 from skbridge.ids import OutboxId
 from skbridge.store import queries as q
 from skbridge.store.db import Database
@@ -44,8 +47,10 @@ class Outbox:
         executor: Executor,
         *,
         policy: retry.Policy = retry.OUTBOX,
+        health: Health | None = None,
     ) -> None:
         self._db = db
+        self._health = health or Health()
         self._executor = executor
         self._policy = policy
         self._lanes: dict[str, deque[OutboxRow]] = {}
@@ -122,7 +127,12 @@ class Outbox:
             self._wake.set()
 
     async def _deliver(self, row: OutboxRow) -> None:
-        """Carry out one row, retrying as its failures deserve, until it is finished."""
+        """Carry out one row, retrying as its failures deserve, until it is finished.
+
+        Transient failures are retried for as long as they last: the lane waits, the
+        other lanes go on, and an outage's end wakes it at once. Only a permanent
+        refusal, or a failure nothing explains that keeps coming back, parks the row.
+        """
         failures = 0
         while True:
             suspect = row.id in self._suspect
@@ -140,34 +150,36 @@ class Outbox:
                 log.error("database unavailable", extra={"row": row.id, "error": str(exc)})
                 await retry.wait(retry.STORE.delay(failures))
                 continue
-            except Exception as exc:  # a bug in one item must not stop the others
-                if not isinstance(exc, Retryable | Permanent):
-                    log.exception("delivery crashed", extra={"row": row.id, "kind": row.kind})
-                if not isinstance(exc, Permanent) and (
-                    isinstance(exc, Ambiguous) or not isinstance(exc, Retryable)
-                ):
+            except Permanent as exc:
+                await self._park(row, _describe(exc))
+                return
+            except Retryable as exc:
+                if isinstance(exc, Ambiguous):
                     self._suspect.add(row.id)
-                error = f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, Permanent) or await self._exhausted(row, error):
-                    await self._park(row, error)
+                failures += 1
+                await self._back_off(row, _describe(exc), failures)
+                continue
+            except Exception as exc:  # a bug in one item must not stop the others
+                log.exception("delivery crashed", extra={"row": row.id, "kind": row.kind})
+                self._suspect.add(row.id)
+                if await self._exhausted(row, _describe(exc)):
+                    await self._park(row, _describe(exc))
                     return
                 failures += 1
-                delay = self._policy.delay(failures)
-                log.warning(
-                    "delivery failed; will retry",
-                    extra={
-                        "row": row.id,
-                        "kind": row.kind,
-                        "error": error,
-                        "retry_in": round(delay, 2),
-                    },
-                )
-                await retry.wait(delay)
+                await self._back_off(row, _describe(exc), failures)
                 continue
             self.store_problem = None
             self._suspect.discard(row.id)
             self.submit(follow_ups)
             return
+
+    async def _back_off(self, row: OutboxRow, error: str, failures: int) -> None:
+        delay = self._policy.delay(failures)
+        log.warning(
+            "delivery failed; will retry",
+            extra={"row": row.id, "kind": row.kind, "error": error, "retry_in": round(delay, 2)},
+        )
+        await retry.wait(delay, wake=self._health.recovered)
 
     async def _exhausted(self, row: OutboxRow, error: str) -> bool:
         while True:
@@ -188,3 +200,7 @@ class Outbox:
                 await retry.wait(retry.STORE.delay(1))
         self._suspect.discard(row.id)
         self.submit(follow_ups)
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -7,6 +7,7 @@ changing what is retried. Waiting always lets ``CancelledError`` through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import dataclass
 
@@ -32,7 +33,9 @@ class Policy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        backoff = min(self.maximum, self.initial * self.multiplier ** max(0, attempt - 1))
+        # The exponent is capped: a policy that retries forever must not overflow a float.
+        exponent = min(max(0, attempt - 1), 64)
+        backoff = min(self.maximum, self.initial * self.multiplier**exponent)
         backoff *= 1 + random.uniform(-self.jitter, self.jitter)
         if retry_after is not None:
             return max(retry_after, 0.0)
@@ -42,8 +45,10 @@ class Policy:
         return self.max_attempts is not None and attempts >= self.max_attempts
 
 
-OUTBOX = Policy("outbox", initial=0.5, maximum=60.0, max_attempts=8)
-"""Work for the other side: a few quick retries, then hold back; park after 8 failures."""
+OUTBOX = Policy("outbox", initial=0.5, maximum=30.0, max_attempts=8)
+"""Work for the other side. Transient failures (5xx, timeouts, connection errors) are
+retried for as long as they last, at most every 30 s; ``max_attempts`` counts only the
+failures nothing explains (a bug), after which the item is parked."""
 
 RECONNECT = Policy("reconnect", initial=0.5, maximum=30.0)
 """Socket Mode and upstream connections: retried forever, at most every 30 s."""
@@ -52,5 +57,12 @@ STORE = Policy("store", initial=1.0, maximum=30.0)
 """Database unavailable (disk full, locked): wait for it to recover, forever."""
 
 
-async def wait(seconds: float) -> None:
-    await asyncio.sleep(min(seconds, _TESTING_CAP) if _testing else seconds)
+async def wait(seconds: float, wake: asyncio.Event | None = None) -> None:
+    """Sleep ``seconds`` (at most 10 ms in tests), or less if ``wake`` is set meanwhile."""
+    seconds = min(seconds, _TESTING_CAP) if _testing else seconds
+    if wake is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -25,9 +26,11 @@ import httpx
 
 from skbridge import logs, retry
 from skbridge.config import Config, load_config, secrets
+from skbridge.core.model import ReportOutage
 from skbridge.deliver import Deliverer
 from skbridge.errors import ConfigError, DeliveryError, Permanent, StoreUnavailable
 from skbridge.gravatar import Gravatar
+from skbridge.health import Health, Outage
 from skbridge.ids import SourceName
 from skbridge.intake import Intake, cursor_key
 from skbridge.notify import Notifier
@@ -36,7 +39,8 @@ from skbridge.slack.socket import SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import queries as q
-from skbridge.store.db import Database
+from skbridge.store.db import Database, Tx
+from skbridge.store.persist import persist
 from skbridge.upstreams import Upstream
 from skbridge.upstreams.telegram import Telegram
 
@@ -46,6 +50,8 @@ T = TypeVar("T")
 SHUTDOWN_DEADLINE = 8.0
 HOUSEKEEPING_EVERY = 3600.0
 KEEP_FINISHED = 7 * 24 * 3600.0
+LONG_OUTAGE = 120.0
+"""An outage at least this long is reported in the dispatch channel once it is over."""
 
 
 class Service:
@@ -68,6 +74,7 @@ class Service:
         self._state = "starting"
         self.outbox: Outbox | None = None
         self.db: Database | None = None
+        self.health = Health(clock)
         logs.add_secrets(secrets(config))
 
     def stop(self) -> None:
@@ -101,20 +108,27 @@ class Service:
         self, db: Database, session: aiohttp.ClientSession, http: httpx.AsyncClient
     ) -> None:
         config = self.config
-        web = SlackWeb(config.slack, session)
+        health = self.health
+        web = SlackWeb(config.slack, session, health)
         self.notifier.status("connecting to Slack")
         workspace = await self._until_connected("slack", lambda: _workspace(web, config))
         if workspace is None:
             return
         gravatar = Gravatar(config.gravatar, http)
-        upstreams = _upstreams(config, http, gravatar)
+        upstreams = _upstreams(config, http, gravatar, health)
         for upstream in upstreams.values():
             if await self._until_connected(upstream.name, upstream.check) is None:
                 return
         agents = Agents(web, gravatar)
         deliverer = Deliverer(db, workspace, agents, upstreams, config.slack, self._clock)
-        outbox = self.outbox = Outbox(db, deliverer)
-        intake = Intake(db, outbox.submit, clock=self._clock, on_store_state=self._store_state)
+        outbox = self.outbox = Outbox(db, deliverer, health=health)
+        intake = Intake(
+            db,
+            outbox.submit,
+            clock=self._clock,
+            on_store_state=self._store_state,
+            dispatch=lambda: workspace.dispatch.id if workspace.dispatch else None,
+        )
         pending = await outbox.load()
         log.info("started", extra={"pending": pending, "sources": ",".join(upstreams)})
         socket = SocketMode(
@@ -136,6 +150,7 @@ class Service:
                 group.create_task(self._heartbeat(), name="heartbeat"),
                 group.create_task(self._housekeeping(), name="housekeeping"),
                 group.create_task(self._reloader(workspace, deliverer), name="reload"),
+                group.create_task(self._watch_health(db, outbox), name="health"),
             ]
             await self._stop.wait()
 
@@ -196,6 +211,25 @@ class Service:
                 log.warning("housekeeping skipped", extra={"error": str(exc)})
             await asyncio.sleep(HOUSEKEEPING_EVERY)
 
+    async def _watch_health(self, db: Database, outbox: Outbox) -> None:
+        """Keep the running outages in the database; tell dispatch when a long one ends."""
+        health = self.health
+        while True:
+            await health.changed.wait()
+            health.changed.clear()
+            for outage in health.outages:
+                log.warning("outage", extra={"system": outage.system, "error": outage.error})
+            ended = health.take_ended()
+            for outage in ended:
+                log.info("outage over", extra={"system": outage.system, "error": outage.error})
+            reports = [
+                ReportOutage(o.system, o.since, o.until, o.error)
+                for o in ended
+                if o.until is not None and o.until - o.since >= LONG_OUTAGE
+            ]
+            record = functools.partial(_record_outages, health.outages, reports, self._clock())
+            outbox.submit(await persist(db, record, what="outages"))
+
     def _socket_state(self, state: str) -> None:
         self._state = state
 
@@ -203,8 +237,16 @@ class Service:
         self._state = f"degraded: {problem}" if problem else "connected"
 
     def status_line(self) -> str:
+        """``connected; backlog 0``, or what is wrong: ``Slack has failed for 12 min; …``."""
         backlog = self.outbox.backlog if self.outbox else 0
         problem = self.outbox.store_problem if self.outbox else None
+        outages = self.health.outages
+        if outages and not problem:
+            now = self._clock()
+            down = "; ".join(
+                f"{o.system} has failed for {o.minutes(now)} min ({o.error})" for o in outages
+            )
+            return f"{down}; {backlog} messages waiting"
         state = f"degraded: {problem}" if problem else self._state
         return f"{state}; backlog {backlog}"
 
@@ -230,13 +272,22 @@ async def _workspace(web: SlackWeb, config: Config) -> Workspace:
 
 
 def _upstreams(
-    config: Config, http: httpx.AsyncClient, gravatar: Gravatar
+    config: Config, http: httpx.AsyncClient, gravatar: Gravatar, health: Health
 ) -> dict[SourceName, Upstream]:
     found: dict[SourceName, Upstream] = {}
     if config.sources.telegram:
-        telegram = Telegram(config.sources.telegram, http, avatar_for=gravatar.identicon)
+        telegram = Telegram(
+            config.sources.telegram, http, avatar_for=gravatar.identicon, health=health
+        )
         found[telegram.name] = telegram
     return found
+
+
+async def _record_outages(
+    outages: list[Outage], reports: list[ReportOutage], now: float, tx: Tx
+) -> list[q.OutboxRow]:
+    await q.set_outages(tx, outages)
+    return await q.enqueue(tx, None, reports, now)
 
 
 async def _until_connected(

@@ -99,6 +99,20 @@ def test_sk_without_text_answers_usage() -> None:
     assert rules.on_command(conversation(ConvState.OPEN), command(" ")).reply == rules.USAGE
 
 
+@pytest.mark.parametrize(
+    "text", ["\u200b", " \u200b\u200c\u200d\u2060\ufeff ", "\u3164", "\u2800\n\t", "\u00a0"]
+)
+def test_sk_with_only_invisible_characters_answers_usage(text: str) -> None:
+    """Zero-width spaces and fillers are not a reply: nothing is sent."""
+    plan = rules.on_command(conversation(ConvState.OPEN), command(text))
+    assert plan.reply == rules.USAGE and plan.ops == ()
+
+
+def test_sk_with_visible_text_among_invisible_characters_is_sent() -> None:
+    plan = rules.on_command(conversation(ConvState.OPEN), command("\u200bok\u200b"))
+    assert [type(op) for op in plan.ops] == [SendToCustomer]
+
+
 def test_sk_in_an_old_channel_points_to_the_current_one() -> None:
     plan = rules.on_command(conversation(ConvState.OPEN, ChannelId("C2")), command("hi"))
     assert plan.ops == ()

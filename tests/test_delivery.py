@@ -182,12 +182,12 @@ async def test_poison_work_is_parked_reported_once_and_the_rest_flows(
     assert len(dispatch_notices(world)) == 2
 
 
-async def test_retries_exhausted_for_a_reply_are_reported_in_the_channel(
+async def test_a_reply_refused_for_good_is_reported_in_the_channel(
     world: Fakes, daemon: Daemon
 ) -> None:
-    """A reply that fails every attempt is parked, and the agent sees it was not delivered."""
+    """A reply Slack refuses to prepare is parked; the agent sees it and can send it again."""
     channel = await first_message(world)
-    world.slack.fail_next("users.info", status=503, times=8)
+    world.slack.fail_next("users.info", status=200, error="user_not_found")
     await world.slack.send_command(channel, ALICE, "hello?")
     await world.slack.wait_for(lambda: "Not delivered" in world.slack.messages(channel)[-1].text)
     assert customer_channel(world.slack) == channel

@@ -112,6 +112,7 @@ async def test_status_json_is_the_same_report(
         "parked_outbox": [],
         "parked_input": [],
         "minutes_since_activity": 0,
+        "outages": [],
     }
     later = datetime.fromisoformat(last).timestamp() + 185
     text = to_text(read_status(config_path.parent / "skbridge.db", now=later))

@@ -154,10 +154,25 @@ class PostNotice:
 
 @dataclass(frozen=True, slots=True)
 class ReportParked:
-    """Tell the dispatch channel, once, that an item was set aside."""
+    """Tell the dispatch channel, once, that an item was set aside, with a way to retry it."""
 
     kind: ClassVar[str] = "report_parked"
     what: str
+    error: str
+    content: str = ""
+    """What the item carried, as Slack text (customer text already escaped)."""
+    row_id: OutboxId | None = None
+    """The parked row, which the report's button sends again."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutage:
+    """Tell the dispatch channel that a long outage is over and what waited is on its way."""
+
+    kind: ClassVar[str] = "report_outage"
+    system: str
+    since: float
+    until: float
     error: str
 
 
@@ -171,6 +186,7 @@ Op = (
     | InviteToChannel
     | PostNotice
     | ReportParked
+    | ReportOutage
 )
 
 _OP_TYPES: dict[str, type[Any]] = {
@@ -185,6 +201,7 @@ _OP_TYPES: dict[str, type[Any]] = {
         InviteToChannel,
         PostNotice,
         ReportParked,
+        ReportOutage,
     )
 }
 

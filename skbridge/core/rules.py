@@ -22,6 +22,7 @@ from skbridge.core.model import (
     SendToCustomer,
     SlashCommand,
 )
+from skbridge.core.text import is_blank
 
 NO_POWER = "This channel isn't linked to a customer, your command has no power here!"
 USAGE = (
@@ -79,7 +80,7 @@ def on_command(conv: Conversation | None, cmd: SlashCommand) -> Plan:
             if conv.channel_id
             else NO_POWER
         )
-    if not cmd.text.strip():
+    if is_blank(cmd.text):
         return Plan(reply=USAGE)
     return Plan(ops=(SendToCustomer(agent_id=cmd.user_id, text=cmd.text.strip()),))
 

@@ -8,12 +8,26 @@ literally and pings nobody. Agent text leaves Slack's markup behind: mentions be
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 
 SLACK_TEXT_LIMIT = 3_900
 """Keep well under Slack's 4,000-character guidance for ``text``; longer is split."""
 
+SECTION_TEXT_LIMIT = 2_900
+"""A section block's text may hold 3,000 characters: text shown in one is split at this."""
+
 _ANGLE = re.compile(r"<([^<>]*)>")
+
+
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"}
+_FILLERS = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}
+"""Letters and symbols that render as nothing (Hangul fillers, the blank Braille cell)."""
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` would show nothing: spaces, zero-width and other invisible marks."""
+    return all(unicodedata.category(ch) in _INVISIBLE_CATEGORIES or ch in _FILLERS for ch in text)
 
 
 def escape_for_slack(text: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from skbridge.core.model import ConvState, SendToCustomer
 from skbridge.errors import StoreError
 from skbridge.ops.readonly import connect_read_only
+from skbridge.store.queries import OUTAGES, outages_from
 
 STATES = (
     ConvState.OPEN,
@@ -52,6 +53,8 @@ class Status:
     parked_input: list[Parked]
     last_activity: str | None
     minutes_since_activity: int | None
+    outages: list[str]
+    """Outside systems failing now, as the daemon last recorded them."""
 
 
 def read_status(path: Path, now: float | None = None) -> Status:
@@ -97,7 +100,14 @@ def _gather(conn: sqlite3.Connection, path: Path, now: float) -> Status:
         )
     ]
     (last,) = conn.execute("SELECT max(last_activity) FROM conversations").fetchone()
+    outage_row = conn.execute("SELECT value FROM settings WHERE key = ?", (OUTAGES,)).fetchone()
     conn.execute("COMMIT")
+    waiting = sum(backlog.values())
+    outages = [
+        f"{o.system} has failed for {o.minutes(now)} min (since {_iso(o.since)}, {o.error}); "
+        f"{waiting} messages waiting"
+        for o in outages_from(outage_row[0] if outage_row else None)
+    ]
     return Status(
         database=str(path),
         conversations={str(k): v for k, v in counts.items()},
@@ -107,6 +117,7 @@ def _gather(conn: sqlite3.Connection, path: Path, now: float) -> Status:
         parked_input=parked_input,
         last_activity=None if last is None else _iso(last),
         minutes_since_activity=None if last is None else max(0, int((now - last) // 60)),
+        outages=outages,
     )
 
 
@@ -129,6 +140,7 @@ def to_text(status: Status) -> str:
     conv = ", ".join(f"{n} {state}" for state, n in status.conversations.items())
     lines = [
         f"database       {status.database}",
+        *(f"OUTAGE         {line}" for line in status.outages),
         f"conversations  {conv}",
         f"backlog        {status.backlog['to_customers']} to customers, "
         f"{status.backlog['to_slack']} to Slack",

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from skbridge.core.model import Conversation, SendToCustomer
+from skbridge.core.model import (
+    Conversation,
+    InviteMembers,
+    InviteToChannel,
+    NotifyDispatch,
+    Op,
+    OpenChannel,
+    PostCustomerMessage,
+    PostNotice,
+    ReopenChannel,
+    ReportOutage,
+    ReportParked,
+    SendToCustomer,
+)
 from skbridge.core.text import escape_for_slack
 from skbridge.ids import ChannelId, OutboxId
 from skbridge.slack.envelopes import JOIN_ACTION, RESEND_ACTION
-from skbridge.store.queries import OutboxRow
 
 JOIN_ARCHIVED = (
     "That conversation is archived (done for now). "
@@ -65,27 +78,116 @@ def echo(conv: Conversation, agent_text: str) -> str:
     return f"*To {escape_for_slack(conv.customer_name)}:* {agent_text}"
 
 
-def quote(text: str) -> str:
+def quote(text: str, limit: int = 2_000) -> str:
+    """``text`` as a Slack quote, cut at ``limit`` characters with a note."""
+    if len(text) > limit:
+        text = text[:limit].rstrip() + f" … ({len(text) - limit:,} more characters)"
     return "\n".join("> " + line for line in text.splitlines() or [""])
 
 
-def not_delivered(row: OutboxRow, reason: str) -> str:
-    return f":warning: Not delivered to the customer ({reason}):\n{quote(_reply_text(row))}"
+def not_delivered(text: str, reason: str, parts: Sequence[str] = ()) -> str:
+    """A reply the customer did not get (``parts``: the states of its parts, if several)."""
+    if len(parts) > 1:
+        return (
+            f":warning: Not all of this reply was delivered to the customer ({reason}): "
+            f"{parts_report(parts)}. *Send again* sends what did not arrive:\n{quote(text)}"
+        )
+    return f":warning: Not delivered to the customer ({reason}):\n{quote(text)}"
 
 
-def uncertain(op: SendToCustomer, reason: str) -> str:
+def uncertain(text: str, reason: str, parts: Sequence[str] = ()) -> str:
+    if len(parts) > 1:
+        return (
+            f":grey_question: Unsure whether all of this reply reached the customer ({reason}): "
+            f"{parts_report(parts)}. Check with them, or *Send again* what may not have "
+            f"arrived:\n{quote(text)}"
+        )
     return (
         f":grey_question: Unsure whether this reply reached the customer ({reason}). "
-        f"Check with them, or send it again:\n{quote(op.text)}"
+        f"Check with them, or send it again:\n{quote(text)}"
     )
 
 
-def parked(what: str, error: str) -> tuple[str, Blocks]:
+_PART_STATES = (
+    ("done", "arrived"),
+    ("uncertain", "may or may not have arrived"),
+    ("failed", "was refused"),
+    ("sending", "may or may not have arrived"),
+    ("pending", "was not sent"),
+)
+
+
+def parts_report(states: Sequence[str]) -> str:
+    """Which parts of a reply arrived: ``part 1 of 3 arrived; parts 2-3 were not sent``."""
+    n = len(states)
+    pieces: list[str] = []
+    for state, phrase in _PART_STATES:
+        numbers = [i + 1 for i, s in enumerate(states) if s == state]
+        if numbers:
+            plural = len(numbers) > 1
+            verb = phrase.replace("was ", "were ") if plural else phrase
+            pieces.append(f"{_numbers(numbers)} of {n} {verb}")
+    return "; ".join(pieces)
+
+
+def _numbers(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"part {numbers[0]}"
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"parts {numbers[0]}–{numbers[-1]}"
+    return "parts " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+
+
+def parked(op: ReportParked) -> tuple[str, Blocks]:
+    """The dispatch report of an item set aside: what, why, its content, and Send again."""
+    text = f":warning: skbridge set aside {op.what}: {escape_for_slack(op.error)}."
+    if op.content:
+        text += "\n" + quote(op.content)
+    if op.row_id is None:
+        return text, [_section(text)]
+    return text, with_resend(text, op.row_id)
+
+
+def outage(op: ReportOutage) -> tuple[str, Blocks]:
+    minutes = max(1, round((op.until - op.since) / 60))
     text = (
-        f":warning: skbridge set aside {what} after repeated failures: {escape_for_slack(error)}. "
-        "Run `skbridge status` on the server for details."
+        f":large_green_circle: {op.system} is answering again after {minutes} min "
+        f"({_clock(op.since)} to {_clock(op.until)}; first error {escape_for_slack(op.error)}). "
+        "Nothing was lost: everything that waited is being delivered now, in order."
     )
     return text, [_section(text)]
+
+
+def _clock(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def describe(op: Op, conv: Conversation | None) -> tuple[str, str]:
+    """A parked item for people: what it was (a phrase) and what it carried (Slack text)."""
+    who = escape_for_slack(conv.customer_name) if conv else "a customer"
+    where = f" in <#{conv.channel_id}>" if conv and conv.channel_id else ""
+    match op:
+        case PostCustomerMessage():
+            return f"a message from {who}{where}", escape_for_slack(op.text)
+        case SendToCustomer():
+            return f"a reply from <@{op.agent_id}> to {who}{where}", op.text
+        case PostNotice():
+            return f"a notice{where}", op.text
+        case NotifyDispatch():
+            return f"the dispatch notice for {who}{where}", ""
+        case OpenChannel():
+            return f"creating the channel for {who}", ""
+        case ReopenChannel():
+            return f"reopening the channel for {who}", ""
+        case InviteMembers():
+            return f"inviting the owner and auto-invites{where}", ""
+        case InviteToChannel():
+            return f"inviting <@{op.user_id}> to <#{op.channel_id}>", ""
+        case ReportOutage():
+            return f"the notice that {op.system} is back", ""
+        case ReportParked():
+            return "a report of a set-aside item", op.what
+    return op.kind, ""
 
 
 def with_resend(text: str, row_id: OutboxId) -> Blocks:
@@ -103,10 +205,3 @@ def with_resend(text: str, row_id: OutboxId) -> Blocks:
             ],
         },
     ]
-
-
-def _reply_text(row: OutboxRow) -> str:
-    try:
-        return str(json.loads(row.payload).get("text", ""))
-    except ValueError:
-        return ""

@@ -16,9 +16,11 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from skbridge.config import SlackConfig
 from skbridge.errors import Ambiguous, DeliveryError, Permanent, RateLimited, Retryable
+from skbridge.health import Health
 from skbridge.ids import ChannelId, MessageTs, SlackUserId
 from skbridge.pacing import Pacer
 
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 METADATA_EVENT = "skbridge_delivery"
 """``metadata.event_type`` of every post, whose payload carries the post's own key."""
 
+SYSTEM = "Slack"
+"""How outages of the Web API are named in ``STATUS=``, ``status`` and dispatch."""
 POST_BURST = 3
 CREATE_BURST = 3
 
@@ -68,7 +72,12 @@ class SlackChannel:
 class SlackWeb:
     """The Web API calls skbridge makes, with pacing and error translation."""
 
-    def __init__(self, config: SlackConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        config: SlackConfig,
+        session: aiohttp.ClientSession,
+        health: Health | None = None,
+    ) -> None:
         def client(token: str) -> AsyncWebClient:
             return AsyncWebClient(
                 token=token,
@@ -84,6 +93,7 @@ class SlackWeb:
         self.posts = Pacer(config.posts_per_second, POST_BURST)
         self.creations = Pacer(config.channels_per_minute / 60, CREATE_BURST)
         self._create_lock = asyncio.Lock()
+        self._health = health or Health()
 
     @property
     def can_unarchive(self) -> bool:
@@ -93,12 +103,28 @@ class SlackWeb:
         self, method: str, *, client: AsyncWebClient | None = None, **params: Any
     ) -> dict[str, Any]:
         """Call ``method``; returns the response body or raises a DeliveryError."""
-        api = client or self._bot
+        try:
+            response = await self._request(method, client or self._bot, params)
+        except (RateLimited, Permanent):
+            self._health.answered(SYSTEM)
+            raise
+        except Retryable as exc:
+            self._health.failed(SYSTEM, exc.code)
+            raise
+        self._health.answered(SYSTEM)
+        data = response.data
+        assert isinstance(data, dict)
+        if method == "auth.test":
+            data = {**data, "_scopes": response.headers.get("x-oauth-scopes", "")}
+        return data
+
+    async def _request(
+        self, method: str, api: AsyncWebClient, params: dict[str, Any]
+    ) -> AsyncSlackResponse:
         try:
             if method == "chat.postMessage":
-                response = await api.api_call(method, json=params)
-            else:
-                response = await api.api_call(method, data=_form(params))
+                return await api.api_call(method, json=params)
+            return await api.api_call(method, data=_form(params))
         except SlackApiError as exc:
             raise _translate_api_error(method, exc) from exc
         except aiohttp.ClientConnectorError as exc:
@@ -108,11 +134,6 @@ class SlackWeb:
         except (aiohttp.ClientError, AttributeError, ValueError) as exc:
             # AttributeError/ValueError: slack_sdk choking on a non-JSON error page.
             raise Ambiguous("transport", f"{method}: {type(exc).__name__}") from exc
-        data = response.data
-        assert isinstance(data, dict)
-        if method == "auth.test":
-            data = {**data, "_scopes": response.headers.get("x-oauth-scopes", "")}
-        return data
 
     # --- identity and people -----------------------------------------------------------
 

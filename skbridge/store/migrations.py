@@ -66,4 +66,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_unfinished ON outbox (lane, id) WHERE state IN ('pending', 'sending');
     CREATE INDEX outbox_by_state ON outbox (state);
     """,
+    # 2: replies sent in parts, each part its own unit of delivery
+    """
+    CREATE TABLE reply_parts (
+        outbox_id INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+        idx       INTEGER NOT NULL,
+        body      TEXT NOT NULL,
+        state     TEXT NOT NULL DEFAULT 'pending',
+        PRIMARY KEY (outbox_id, idx)
+    ) STRICT, WITHOUT ROWID;
+    """,
 )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from skbridge.core.model import Conversation, ConvState, Customer, Op, op_to_json
+from skbridge.health import Outage
 from skbridge.ids import ChannelId, ConversationId, OutboxId, SourceName, UpstreamUserId
 from skbridge.store.db import Row, Tx
 
@@ -268,6 +270,58 @@ async def finish_many(
 
 def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
+
+
+# --- reply parts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPart:
+    idx: int
+    body: str
+    state: str
+    """``pending``, ``sending``, ``done``, ``uncertain`` or ``failed``."""
+
+
+async def reply_parts(db: Reader, row_id: OutboxId) -> list[ReplyPart]:
+    rows = await db.all(
+        "SELECT idx, body, state FROM reply_parts WHERE outbox_id = ? ORDER BY idx", (row_id,)
+    )
+    return [ReplyPart(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+async def add_reply_parts(tx: Tx, row_id: OutboxId, bodies: Sequence[str]) -> list[ReplyPart]:
+    for idx, body in enumerate(bodies):
+        await tx.execute(
+            "INSERT INTO reply_parts (outbox_id, idx, body) VALUES (?, ?, ?)", (row_id, idx, body)
+        )
+    return [ReplyPart(idx, body, "pending") for idx, body in enumerate(bodies)]
+
+
+async def set_part_states(tx: Tx, row_id: OutboxId, states: dict[int, str]) -> None:
+    for idx, state in states.items():
+        await tx.execute(
+            "UPDATE reply_parts SET state = ? WHERE outbox_id = ? AND idx = ?",
+            (state, row_id, idx),
+        )
+
+
+# --- outages -------------------------------------------------------------------------------
+
+OUTAGES = "outages"
+"""The settings key holding the outages running now, for ``skbridge status``."""
+
+
+async def set_outages(tx: Tx, outages: Sequence[Outage]) -> None:
+    value = json.dumps([dataclasses.asdict(o) for o in outages])
+    await set_setting(tx, OUTAGES, value)
+
+
+def outages_from(value: str | None) -> list[Outage]:
+    try:
+        return [Outage(**o) for o in json.loads(value or "[]")]
+    except (TypeError, ValueError):
+        return []
 
 
 async def record_attempt(tx: Tx, row_id: OutboxId, error: str) -> int:

@@ -129,7 +129,7 @@ class _ApiError(Exception):
 
 @dataclass
 class _Fault:
-    kind: Literal["fail", "hang", "reset"]
+    kind: Literal["fail", "hang", "reset", "pass"]
     status: int = 500
     after_effect: bool = False
     retry_after: int | None = None
@@ -581,24 +581,33 @@ class FakeTelegram(Lifecycle):
         times: int = 1,
         description: str | None = None,
         body: str | bytes | None = None,
+        skip: int = 0,
     ) -> None:
         """Answer the next ``times`` calls to ``method`` with an error.
 
         429 carries ``parameters.retry_after`` (default 1). ``after_effect`` performs
         the call first (e.g. the message is delivered) and then answers the error.
         ``description`` overrides the error text; ``body`` sends a raw non-JSON body
-        (``text/html``) instead, like a proxy error page.
+        (``text/html``) instead, like a proxy error page. ``skip`` lets that many calls
+        through first (the second part of a reply, say).
         """
         if status < 400:
             raise ValueError(f"status must be an HTTP error status, got {status}")
+        if skip:
+            self._add_fault(method, _Fault("pass"), skip)
         self._add_fault(
             method,
             _Fault("fail", status, after_effect, retry_after, description, body),
             times,
         )
 
-    def hang_next(self, method: str, *, times: int = 1, after_effect: bool = False) -> None:
-        """Never answer the next ``times`` calls to ``method`` (until `stop`)."""
+    def hang_next(
+        self, method: str, *, times: int = 1, after_effect: bool = False, skip: int = 0
+    ) -> None:
+        """Never answer the next ``times`` calls to ``method`` (until `stop`), after
+        letting ``skip`` calls through."""
+        if skip:
+            self._add_fault(method, _Fault("pass"), skip)
         self._add_fault(method, _Fault("hang", after_effect=after_effect), times)
 
     def reset_next(self, method: str, *, times: int = 1, after_effect: bool = False) -> None:
@@ -825,7 +834,7 @@ class FakeTelegram(Lifecycle):
 
         faults = self._faults.get(method.lower())
         fault = faults.popleft() if faults else None
-        if fault is None:
+        if fault is None or fault.kind == "pass":
             return await self._dispatch(known, params)
         if fault.after_effect:
             await self._dispatch(known, params)

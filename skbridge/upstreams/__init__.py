@@ -43,8 +43,14 @@ class Upstream(Protocol):
     async def run(self, intake: Intake, cursor: str | None) -> None:
         """Receive from the source forever, starting after ``cursor``."""
 
-    async def send(self, to: UpstreamUserId, text: str, agent: Agent) -> str:
-        """Deliver ``text`` to the customer; returns the upstream's message ID.
+    def render(self, text: str, agent: Agent) -> list[str]:
+        """The reply ``text`` by ``agent`` as the parts the customer receives, in order.
+
+        Each part is its own unit of delivery: sent once, retried alone.
+        """
+
+    async def send(self, to: UpstreamUserId, part: str, agent: Agent) -> str:
+        """Deliver one part of a reply to the customer; returns the upstream's message ID.
 
         Raises ``Retryable`` when it certainly did not arrive, ``Ambiguous`` when it
         may have, ``Permanent`` when it never will.

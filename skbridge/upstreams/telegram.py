@@ -21,6 +21,7 @@ from skbridge.config import TelegramConfig
 from skbridge.core.model import Customer, CustomerMessage
 from skbridge.core.text import split_text
 from skbridge.errors import Ambiguous, DeliveryError, Permanent, RateLimited, Retryable
+from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
 from skbridge.pacing import Pacer
 from skbridge.upstreams import Agent, Arrival, Intake
@@ -56,8 +57,10 @@ class Telegram:
         config: TelegramConfig,
         client: httpx.AsyncClient,
         avatar_for: AvatarFor | None = None,
+        health: Health | None = None,
     ) -> None:
         self._config = config
+        self._health = health or Health()
         self._client = client
         self._base = f"{config.api_url.rstrip('/')}/bot{config.bot_token.get_secret_value()}"
         self._avatar_for = avatar_for
@@ -65,6 +68,18 @@ class Telegram:
         self.overall = Pacer(30.0, 30)
 
     async def _call(self, method: str, params: dict[str, Any], seconds: float) -> Any:
+        try:
+            result = await self._request(method, params, seconds)
+        except (RateLimited, Permanent):
+            self._health.answered(self.label)
+            raise
+        except Retryable as exc:
+            self._health.failed(self.label, exc.code)
+            raise
+        self._health.answered(self.label)
+        return result
+
+    async def _request(self, method: str, params: dict[str, Any], seconds: float) -> Any:
         try:
             response = await self._client.post(
                 f"{self._base}/{method}", json=params, timeout=seconds
@@ -124,21 +139,21 @@ class Telegram:
             offset = max(int(u.get("update_id", 0)) for u in updates if isinstance(u, dict)) + 1
             await intake.upstream_batch(SOURCE, arrivals, str(offset))
 
-    async def send(self, to: UpstreamUserId, text: str, agent: Agent) -> str:
+    def render(self, text: str, agent: Agent) -> list[str]:
         body = self._config.reply_format.format(agent=agent.name, text=text)
-        message_id = ""
-        for chunk in split_text(body, TEXT_LIMIT):
-            await self.overall.acquire()
-            await self.per_chat.acquire(to)
-            try:
-                result = await self._call(
-                    "sendMessage", {"chat_id": int(to), "text": chunk}, self._config.request_timeout
-                )
-            except RateLimited as exc:
-                self.per_chat.hold(to, exc.retry_after)
-                raise
-            message_id = str((result or {}).get("message_id", ""))
-        return message_id
+        return split_text(body, TEXT_LIMIT)
+
+    async def send(self, to: UpstreamUserId, part: str, agent: Agent) -> str:
+        await self.overall.acquire()
+        await self.per_chat.acquire(to)
+        try:
+            result = await self._call(
+                "sendMessage", {"chat_id": int(to), "text": part}, self._config.request_timeout
+            )
+        except RateLimited as exc:
+            self.per_chat.hold(to, exc.retry_after)
+            raise
+        return str((result or {}).get("message_id", ""))
 
 
 def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:

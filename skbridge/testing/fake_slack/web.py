@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,7 @@ class WebApiMixin(WorkspaceState):
 
     def _setup_web(self) -> None:
         self._fails: dict[str, deque[Fault]] = {}
+        self._outage: tuple[int, frozenset[str] | None] | None = None
         self._hangs: dict[str, int] = {}
         self._hang_effects: dict[str, bool] = {}
         self._release_hung = asyncio.Event()
@@ -164,6 +165,20 @@ class WebApiMixin(WorkspaceState):
         self._hangs[method] = self._hangs.get(method, 0) + times
         self._hang_effects[method] = after_effect
 
+    def outage(self, status: int = 503, *, methods: Iterable[str] | None = None) -> None:
+        """Answer every Web API call (or those to ``methods``) with HTTP ``status`` and no
+        effect, as a load balancer does while Slack is down, until :meth:`end_outage`."""
+        self._outage = (status, None if methods is None else frozenset(methods))
+
+    def end_outage(self) -> None:
+        self._outage = None
+
+    def _in_outage(self, method: str) -> int | None:
+        if self._outage is None:
+            return None
+        status, methods = self._outage
+        return status if methods is None or method in methods else None
+
     def _take_fail(self, method: str) -> Fault | None:
         queue = self._fails.get(method)
         return queue.popleft() if queue else None
@@ -177,6 +192,11 @@ class WebApiMixin(WorkspaceState):
         except ApiError as exc:
             return self._answer(method, {}, None, {"ok": False, "error": exc.code})
         kind = self._token_kind(token)
+        down = self._in_outage(method)
+        if down is not None:
+            self.calls.append(Call(method, params, kind, down, f"http_{down}"))
+            self._notify()
+            return web.Response(status=down, text="<html>Service Unavailable</html>")
         if token is None or kind is None:
             error = "not_authed" if token is None else "invalid_auth"
             return self._answer(method, params, None, {"ok": False, "error": error})
