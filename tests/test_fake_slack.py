@@ -340,6 +340,28 @@ async def test_fault_injection(fake: FakeSlack, bot: AsyncWebClient) -> None:
     assert fake.ratelimited == 1
 
 
+async def test_outage_refuses_every_call_without_effect(
+    fake: FakeSlack, bot: AsyncWebClient
+) -> None:
+    """While Slack is down every Web API call answers 503 and changes nothing."""
+    channel_id = fake.add_channel("acme", members=["UBOT"])
+    fake.outage(503)
+    for call in (bot.chat_postMessage(channel=channel_id, text="lost"), bot.auth_test()):
+        with pytest.raises(SlackApiError) as info:
+            await call
+        assert info.value.response.status_code == 503
+    fake.end_outage()
+    await bot.chat_postMessage(channel=channel_id, text="back")
+    assert [m.text for m in fake.posts] == ["back"]
+    assert [c.status for c in fake.calls] == [503, 503, 200]
+
+    fake.outage(500, methods={"users.info"})
+    await bot.chat_postMessage(channel=channel_id, text="posts still work")
+    with pytest.raises(SlackApiError) as refused:
+        await bot.users_info(user="UBOT")
+    assert refused.value.response.status_code == 500
+
+
 async def test_hang_next_until_client_times_out(fake: FakeSlack) -> None:
     fake.hang_next("auth.test")
     impatient = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url, timeout=0.2)  # type: ignore[arg-type]

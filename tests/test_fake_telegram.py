@@ -520,6 +520,20 @@ async def test_fail_next_500_then_recovers(tg: FakeTelegram, client: httpx.Async
     assert len(tg.calls_to("sendMessage")) == 3
 
 
+async def test_fail_next_can_let_calls_through_first(
+    tg: FakeTelegram, client: httpx.AsyncClient
+) -> None:
+    """``skip`` lets the first calls succeed, so a later part of a reply can fail."""
+    tg.register_chat(CUSTOMER)
+    tg.fail_next("sendMessage", status=403, skip=2)
+    for text in ("one", "two"):
+        await call(client, "sendMessage", chat_id=CUSTOMER, text=text)
+    status, _ = await error(client, "sendMessage", chat_id=CUSTOMER, text="three")
+    assert status == 403
+    await call(client, "sendMessage", chat_id=CUSTOMER, text="four")
+    assert tg.sent_to(CUSTOMER) == ["one", "two", "four"]
+
+
 async def test_fail_next_502_and_raw_body(tg: FakeTelegram, client: httpx.AsyncClient) -> None:
     tg.fail_next("getMe", status=502)
     tg.fail_next("getMe", status=502, body="<html>bad gateway</html>")
