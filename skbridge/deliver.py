@@ -370,7 +370,7 @@ class Deliverer:
         if in_flight or (suspect and not parts and row.state == "sending"):
             reason = "skbridge stopped while sending it"
             return await self._settle(row, conv, op, "uncertain", reason, in_flight)
-        agent = await self._agents.agent(op.agent_id)
+        agent = await self._agents.agent(op.agent_id, avatar=upstream.shows_avatar)
         new: list[str] = []
         if not parts:
             new = await self._bodies(op, upstream, agent)
@@ -392,6 +392,8 @@ class Deliverer:
                 return await self._settle(row, conv, op, "failed", exc.detail, marks)
             sent = {part.idx: "done"}
         log.info("reply sent", extra={"row": row.id, "conversation": conv.id})
+        if not upstream.shows_avatar:  # the channel's copy shows the picture
+            agent = await self._agents.agent(op.agent_id)
         return await self._settle(row, conv, op, "done", None, sent, agent)
 
     async def _mark_parts(

@@ -151,6 +151,7 @@ class Service:
                 group.create_task(self._housekeeping(), name="housekeeping"),
                 group.create_task(self._reloader(workspace, deliverer), name="reload"),
                 group.create_task(self._watch_health(db, outbox), name="health"),
+                group.create_task(gravatar.run(), name="gravatar"),
             ]
             await self._stop.wait()
 

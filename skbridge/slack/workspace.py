@@ -100,10 +100,13 @@ class Agents:
         self._users[user_id] = (now + USER_TTL, user)
         return user
 
-    async def agent(self, user_id: SlackUserId) -> Agent:
+    async def agent(self, user_id: SlackUserId, *, avatar: bool = True) -> Agent:
+        """Who ``user_id`` is to customers; ``avatar=False`` skips the picture."""
         user = await self.user(user_id)
-        avatar = await self._gravatar.avatar(user.email) or user.image_url
-        return Agent(name=user.name, avatar_url=avatar)
+        if not avatar:
+            return Agent(name=user.name, avatar_url=None)
+        picture = await self._gravatar.avatar(user.email) or user.image_url
+        return Agent(name=user.name, avatar_url=picture)
 
     async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
         """Display names for mentioned users; an unknown user is left out."""

@@ -39,6 +39,8 @@ class Upstream(Protocol):
     name: SourceName
     label: str
     """Human name of the source, e.g. ``Telegram``."""
+    shows_avatar: bool
+    """Whether a reply carries the agent's picture (a reply waits for it only then)."""
 
     async def run(self, intake: Intake, cursor: str | None) -> None:
         """Receive from the source forever, starting after ``cursor``."""

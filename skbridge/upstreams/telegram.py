@@ -51,6 +51,7 @@ _KINDS = (
 class Telegram:
     name = SOURCE
     label = "Telegram"
+    shows_avatar = False
 
     def __init__(
         self,
