@@ -130,6 +130,8 @@ class Service:
             dispatch=lambda: workspace.dispatch.id if workspace.dispatch else None,
         )
         pending = await outbox.load()
+        record = functools.partial(_record_outages, health.outages, [], self._clock())
+        await persist(db, record, what="outages")  # what a previous run left is over
         log.info("started", extra={"pending": pending, "sources": ",".join(upstreams)})
         socket = SocketMode(
             web,

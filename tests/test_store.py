@@ -122,3 +122,21 @@ async def test_a_failed_group_commit_fails_every_waiter_then_recovers(
     assert failed, "the first batch must report the failure"
     await asyncio.gather(*(marks.finish(i) for i in ids))
     assert await db.all("SELECT id FROM outbox WHERE state != 'done'") == []
+
+
+async def test_a_write_cancelled_while_it_begins_leaves_no_transaction_open(db: Database) -> None:
+    """Cancelled while BEGIN runs in the database thread: the next write still works."""
+
+    async def write() -> None:
+        async with db.write() as tx:
+            await tx.execute("INSERT INTO settings (key, value) VALUES ('a', '1')")
+
+    task = asyncio.create_task(write())
+    await asyncio.sleep(0)  # the task is now waiting on BEGIN IMMEDIATE
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with db.write() as tx:
+        await tx.execute("INSERT INTO settings (key, value) VALUES ('b', '2')")
+    assert await q.get_setting(db, "a") is None
+    assert await q.get_setting(db, "b") == "2"

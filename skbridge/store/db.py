@@ -12,6 +12,7 @@ This module never swallows a database error: ``disk full``, ``locked`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
@@ -110,6 +111,10 @@ class Database:
                 await self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise translate(exc) from exc
+            except asyncio.CancelledError:
+                # BEGIN still runs in aiosqlite's thread: undo it there, right after it.
+                await _discard(self._writer)
+                raise
             try:
                 yield Tx(self._writer)
                 await self._writer.commit()
@@ -154,6 +159,12 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     await conn.execute("PRAGMA synchronous = FULL")
     await conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+async def _discard(conn: aiosqlite.Connection) -> None:
+    """Roll back a transaction that may or may not have begun."""
+    with contextlib.suppress(sqlite3.OperationalError):  # it had not: nothing to undo
+        await conn.execute("ROLLBACK")
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
