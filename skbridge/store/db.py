@@ -6,7 +6,9 @@ through one connection guarded by a lock (aiosqlite serialises statements, not
 transactions); reads use a second connection and never see uncommitted work.
 
 This module never swallows a database error: ``disk full``, ``locked`` and
-``read-only`` become :class:`StoreUnavailable` so callers stop acknowledging work.
+``read-only`` become :class:`StoreUnavailable` so callers stop acknowledging work. A
+parameter sqlite3 cannot bind raises outside ``sqlite3.Error``; it becomes
+:class:`Unstorable`, so a malformed value is parked instead of stopping the daemon.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import aiosqlite
 
-from skbridge.errors import StoreError, StoreUnavailable
+from skbridge.errors import StoreError, StoreUnavailable, Unstorable
 from skbridge.store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,10 @@ _UNAVAILABLE = ("full", "locked", "readonly", "read-only", "disk i/o", "unable t
 
 Row = sqlite3.Row
 
+_UNBINDABLE = (UnicodeEncodeError, OverflowError)
+"""What sqlite3 raises for a parameter it cannot bind: text that does not encode as UTF-8
+(a lone surrogate), an integer past 64 bits."""
+
 
 def translate(exc: sqlite3.Error) -> StoreError:
     """Map a sqlite3 error onto skbridge's tree: transient conditions are StoreUnavailable."""
@@ -38,6 +44,10 @@ def translate(exc: sqlite3.Error) -> StoreError:
     if isinstance(exc, sqlite3.OperationalError) and any(w in text for w in _UNAVAILABLE):
         return StoreUnavailable(str(exc))
     return StoreError(str(exc))
+
+
+def _unstorable(exc: Exception) -> Unstorable:
+    return Unstorable(f"value cannot be stored: {exc}")
 
 
 class Tx:
@@ -52,20 +62,28 @@ class Tx:
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement; returns the last inserted rowid."""
-        row = await self._conn.execute_insert(sql, tuple(params))
+        try:
+            row = await self._conn.execute_insert(sql, tuple(params))
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
         return int(row[0]) if row else 0
 
     async def changes(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement; returns how many rows it changed."""
-        cursor = await self._conn.execute(sql, tuple(params))
+        try:
+            cursor = await self._conn.execute(sql, tuple(params))
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
         return cursor.rowcount  # a finished statement's cursor holds nothing open
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        rows = await self._conn.execute_fetchall(sql, tuple(params))
-        return next(iter(rows), None)
+        return next(iter(await self.all(sql, params)), None)
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, tuple(params)))
+        try:
+            return list(await self._conn.execute_fetchall(sql, tuple(params)))
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
 
 
 class Database:
@@ -125,6 +143,8 @@ class Database:
             rows = await self._reader.execute_fetchall(sql, tuple(params))
         except sqlite3.Error as exc:
             raise translate(exc) from exc
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
         return next(iter(rows), None)
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
@@ -133,6 +153,8 @@ class Database:
             return list(await self._reader.execute_fetchall(sql, tuple(params)))
         except sqlite3.Error as exc:
             raise translate(exc) from exc
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
 
     async def backup_to(self, dest: Path) -> None:
         """A consistent online copy (``VACUUM INTO``), safe while the daemon runs."""
