@@ -1,15 +1,18 @@
 """Socket Mode envelopes translated into the core's types, at the edge.
 
 Events are deduplicated on ``payload.event_id`` (Slack retries an event with a new
-envelope ID); slash commands and interactions on ``envelope_id``.
+envelope ID); slash commands and interactions on ``envelope_id``. Anything skbridge
+cannot use, including text that cannot be stored, is :class:`Malformed`: parked, acked.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from skbridge.core.model import ChannelEvent, SlashCommand
+from skbridge.core.text import UNENCODABLE, encodable, escape_unencodable
 from skbridge.ids import ChannelId, EnvelopeId, OutboxId, SlackUserId
 
 COMMAND = "/sk"
@@ -52,16 +55,22 @@ Parsed = SlashCommand | ChannelEvent | JoinClicked | ResendClicked | Ignored | M
 
 
 def dedupe_key(envelope: dict[str, Any]) -> str | None:
+    """The key an envelope is remembered by; escaped, so even a malformed one is storable."""
     payload = envelope.get("payload")
     if envelope.get("type") == "events_api" and isinstance(payload, dict):
         event_id = payload.get("event_id")
         if isinstance(event_id, str) and event_id:
-            return f"slack-event:{event_id}"
+            return f"slack-event:{escape_unencodable(event_id)}"
     envelope_id = envelope.get("envelope_id")
-    return f"slack-envelope:{envelope_id}" if isinstance(envelope_id, str) else None
+    if not isinstance(envelope_id, str):
+        return None
+    return f"slack-envelope:{escape_unencodable(envelope_id)}"
 
 
 def parse(envelope: dict[str, Any]) -> Parsed:
+    # Checked on the whole envelope: any field may end up stored (ids, names, text).
+    if not encodable(json.dumps(envelope, ensure_ascii=False)):
+        return Malformed(UNENCODABLE)
     try:
         kind = envelope["type"]
         payload = envelope["payload"]

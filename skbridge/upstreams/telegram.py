@@ -19,7 +19,7 @@ import httpx
 from skbridge import retry
 from skbridge.config import TelegramConfig
 from skbridge.core.model import Customer, CustomerMessage
-from skbridge.core.text import split_text
+from skbridge.core.text import UNENCODABLE, encodable, split_text
 from skbridge.errors import Ambiguous, DeliveryError, Permanent, RateLimited, Retryable
 from skbridge.ids import SourceName, UpstreamUserId
 from skbridge.pacing import Pacer
@@ -143,11 +143,17 @@ class Telegram:
 
 def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
     """Turn one Telegram update into an arrival; anything unreadable becomes an error."""
-    raw = json.dumps(update, ensure_ascii=False)[:100_000]
+    raw = json.dumps(update, ensure_ascii=False)
+    readable = encodable(raw)
+    if not readable:
+        raw = json.dumps(update)  # the same JSON with \uXXXX escapes: storable as it is
+    raw = raw[:100_000]
     if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
         digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
         return Arrival(f"telegram:bad:{digest}", message=None, raw=raw, error="no update_id")
     key = f"telegram:{update['update_id']}"
+    if not readable:
+        return Arrival(key, None, raw, error=UNENCODABLE)
     edited = "edited_message" in update
     message = update.get("edited_message") if edited else update.get("message")
     if not isinstance(message, dict):
