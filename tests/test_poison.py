@@ -1,8 +1,8 @@
 """Malformed input is parked and acknowledged, never fatal to the daemon.
 
-Values SQLite cannot store (a lone UTF-16 surrogate, an integer past 64 bits): each is
-set aside where ``skbridge status`` shows it, confirmed to its sender, and the next
-message flows.
+Values SQLite cannot store (a lone UTF-16 surrogate, an integer past 64 bits) and broken
+interactive payloads: each is set aside where ``skbridge status`` shows it, confirmed to
+its sender, and the next message flows.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from skbridge.core.model import Customer, CustomerMessage
-from skbridge.ids import ChannelId, SlackUserId, UpstreamUserId
+from skbridge.ids import ChannelId, OutboxId, SlackUserId, UpstreamUserId
 from skbridge.intake import Intake, cursor_key
 from skbridge.slack import envelopes
 from skbridge.slack.envelopes import Malformed
@@ -181,3 +182,81 @@ async def test_intake_parks_an_envelope_it_cannot_store(
     [parked] = await db.all("SELECT origin, payload, error FROM parked_input")
     assert parked[0] == "slack" and json.loads(parked[1]) == envelope
     assert "cannot be stored" in parked[2]
+
+
+# --- interactive payloads --------------------------------------------------------------
+
+
+def block_actions(actions: Any, user: Any = None) -> dict[str, Any]:
+    return {
+        "envelope_id": "e1",
+        "type": "interactive",
+        "payload": {
+            "type": "block_actions",
+            "user": {"id": "U1"} if user is None else user,
+            "channel": {"id": "C1"},
+            "actions": actions,
+        },
+    }
+
+
+RESEND = "resend_reply"
+JOIN = "join_conversation"
+
+
+@pytest.mark.parametrize(
+    ("actions", "user", "error"),
+    [
+        pytest.param([], None, "no actions", id="empty"),
+        pytest.param("click", None, "no actions", id="not a list"),
+        pytest.param(["click"], None, "action is not an object", id="action not an object"),
+        pytest.param(
+            [{"action_id": RESEND, "value": str(10**23)}], None, "out of range", id="huge"
+        ),
+        pytest.param([{"action_id": RESEND, "value": 10**23}], None, "out of range", id="huge int"),
+        pytest.param([{"action_id": RESEND, "value": "0"}], None, "out of range", id="zero"),
+        pytest.param([{"action_id": RESEND, "value": "seven"}], None, "not a row id", id="words"),
+        pytest.param([{"action_id": RESEND, "value": True}], None, "not a row id", id="bool"),
+        pytest.param([{"action_id": JOIN, "value": {"id": "C1"}}], None, "value", id="join value"),
+        pytest.param([{"action_id": JOIN, "value": "C1"}], {"id": 7}, "user.id", id="user id"),
+        pytest.param([{"action_id": JOIN, "value": "C1"}], "U1", "user.id", id="user"),
+    ],
+)
+def test_non_conforming_block_actions_are_malformed(actions: Any, user: Any, error: str) -> None:
+    """Every block_actions payload skbridge cannot use becomes Malformed, saying why."""
+    parsed = envelopes.parse(block_actions(actions, user))
+    assert isinstance(parsed, Malformed)
+    assert error in parsed.error
+
+
+def test_conforming_block_actions_still_parse() -> None:
+    """The clicks skbridge offers parse as before."""
+    resend = block_actions([{"action_id": "resend_reply", "value": "42"}])
+    assert envelopes.parse(resend) == envelopes.ResendClicked(
+        OutboxId(42), ChannelId("C1"), SlackUserId("U1")
+    )
+    join = block_actions([{"action_id": "join_conversation", "value": "C9"}])
+    assert isinstance(envelopes.parse(join), envelopes.JoinClicked)
+
+
+async def test_empty_or_out_of_range_interactions_are_parked_and_acked(
+    world: Fakes, daemon: Daemon
+) -> None:
+    """A click with no actions, or a resend of row 10**23: acked, parked, the daemon goes on."""
+    channel = await first_message(world)
+    huge = await world.slack.send_block_action(channel, ALICE, "resend_reply", str(10**23))
+    await world.slack.wait_ack(huge["envelope_id"])
+    empty = {
+        "envelope_id": "no-actions",
+        "type": "interactive",
+        "accepts_response_payload": False,
+        "payload": {**huge["payload"], "actions": []},
+    }
+    await world.slack.send_raw(json.dumps(empty))
+    await world.slack.wait_ack("no-actions")
+    good = await world.slack.send_command(channel, ALICE, "still works")
+    await world.slack.wait_ack(good["envelope_id"])
+    await world.telegram.wait_for(lambda: world.telegram.sent_to(ADA) == ["Alice: still works"])
+    errors = [error for _, _, error in await parked_input(daemon)]
+    assert len(errors) == 2
+    assert "out of range" in errors[0] and "no actions" in errors[1]
