@@ -1,13 +1,14 @@
 """Malformed input is parked and acknowledged, never fatal to the daemon.
 
-Values SQLite cannot store (a lone UTF-16 surrogate, an integer past 64 bits) and broken
-interactive payloads: each is set aside where ``skbridge status`` shows it, confirmed to
-its sender, and the next message flows.
+Values SQLite cannot store (a lone UTF-16 surrogate, an integer past 64 bits), broken
+interactive payloads, and a bug in handling one envelope: each is set aside where
+``skbridge status`` shows it, confirmed to its sender, and the next message flows.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,33 @@ async def test_empty_or_out_of_range_interactions_are_parked_and_acked(
     errors = [error for _, _, error in await parked_input(daemon)]
     assert len(errors) == 2
     assert "out of range" in errors[0] and "no actions" in errors[1]
+
+
+# --- a bug in handling one envelope ----------------------------------------------------
+
+
+async def test_a_handler_bug_for_one_envelope_is_logged_parked_and_acked(
+    world: Fakes, daemon: Daemon, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception while handling one envelope: traceback logged, parked, acked."""
+    real_parse = envelopes.parse
+
+    def buggy(envelope: dict[str, Any]) -> envelopes.Parsed:
+        if envelope.get("payload", {}).get("text") == "trigger":
+            raise RuntimeError("a bug in skbridge")
+        return real_parse(envelope)
+
+    channel = await first_message(world)
+    monkeypatch.setattr(envelopes, "parse", buggy)  # the seam: a bug no input can cause today
+    bad = await world.slack.send_command(channel, ALICE, "trigger")
+    await world.slack.wait_ack(bad["envelope_id"])
+    good = await world.slack.send_command(channel, ALICE, "still works")
+    await world.slack.wait_ack(good["envelope_id"])
+    await world.telegram.wait_for(lambda: world.telegram.sent_to(ADA) == ["Alice: still works"])
+
+    [(origin, payload, error)] = await parked_input(daemon)
+    assert origin == "slack" and error == "RuntimeError: a bug in skbridge"
+    assert json.loads(payload)["envelope_id"] == bad["envelope_id"]
+    [record] = [r for r in caplog.records if r.name == "skbridge.slack.socket" and r.exc_info]
+    assert record.levelno == logging.ERROR
+    assert record.__dict__["envelope"] == bad["envelope_id"]
