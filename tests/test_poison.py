@@ -22,18 +22,21 @@ from skbridge.slack import envelopes
 from skbridge.slack.envelopes import Malformed
 from skbridge.store import queries as q
 from skbridge.store.db import Database
-from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, first_message, say, texts
+from skbridge.testing.harness import (
+    ADA,
+    ALICE,
+    Daemon,
+    Fakes,
+    first_message,
+    parked_input,
+    say,
+    texts,
+)
 from skbridge.upstreams import Arrival
 from skbridge.upstreams.telegram import SOURCE, parse_update
 
 LONE = "\ud83d"
 """Half of a surrogate pair: valid in JSON (``"\\ud83d"``), not encodable as UTF-8."""
-
-
-async def parked_input(daemon: Daemon) -> list[tuple[str, str, str]]:
-    assert daemon.service is not None and daemon.service.db is not None
-    rows = await daemon.service.db.all("SELECT origin, payload, error FROM parked_input")
-    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
 def storable(text: str) -> bool:
