@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,37 @@ async def test_cancelling_socket_mode_mid_envelope_is_not_swallowed(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_socket_mode_close_is_logged_with_its_code_and_reason(
+    world: Fakes, daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A close frame's code and reason are logged; a dropped connection says it sent none."""
+
+    def last_close() -> logging.LogRecord:
+        return [r for r in caplog.records if r.getMessage().startswith("socket mode connection")][
+            -1
+        ]
+
+    async def reconnected_after(fault: Callable[[], Awaitable[None]]) -> None:
+        opened = world.slack.connections_opened
+        await fault()
+        await world.slack.wait_for(lambda: world.slack.connections_opened > opened)
+
+    await reconnected_after(lambda: world.slack.close_connections(4000, "server restarting"))
+    record = last_close()
+    assert record.getMessage() == "socket mode connection closed"
+    assert (record.__dict__["code"], record.__dict__["reason"]) == (4000, "server restarting")
+
+    await reconnected_after(world.slack.drop_connections)
+    record = last_close()
+    assert record.getMessage() == "socket mode connection closed without a close frame"
+    assert "code" not in record.__dict__
+
+    await reconnected_after(lambda: world.slack.disconnect("refresh_requested"))
+    record = last_close()
+    assert record.getMessage() == "socket mode connection closing on request"
+    assert record.__dict__["reason"] == "refresh_requested"
 
 
 # --- Telegram: offsets and pace -----------------------------------------------------------

@@ -112,12 +112,18 @@ class SocketMode:
             self.connected.set()
             self._on_state("connected")
             log.info("socket mode connected", extra={"connection": self.connections})
-            async for message in ws:
+            while True:
+                # receive(), not ``async for``, which swallows the close frame and its reason.
+                message = await ws.receive()
+                if message.type in _ENDED:
+                    _log_end(message)
+                    return
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 if not await self._frame(ws, message.data):
-                    break
-            log.info("socket mode connection closed", extra={"code": ws.close_code})
+                    reason = {"reason": self._disconnect_reason}
+                    log.info("socket mode connection closing on request", extra=reason)
+                    return
 
     async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: str) -> bool:
         """Handle one frame; False when the connection should be replaced."""
@@ -181,6 +187,24 @@ class SocketMode:
             )
             return False
         return True
+
+
+_WS = aiohttp.WSMsgType
+_ENDED = frozenset({_WS.CLOSE, _WS.CLOSING, _WS.CLOSED, _WS.ERROR})
+
+
+def _log_end(message: aiohttp.WSMessage) -> None:
+    """How the connection ended: the close frame's code and reason when the server sent
+    one (``ws.close_code`` has no reason, and says 1006 or None when TCP just dropped)."""
+    if message.type is _WS.CLOSE:
+        extra: dict[str, object] = {"code": message.data}
+        if message.extra:
+            extra["reason"] = message.extra
+        log.info("socket mode connection closed", extra=extra)
+        return
+    error = message.data if message.type is _WS.ERROR else None
+    extra = {"error": f"{type(error).__name__}: {error}"} if error is not None else {}
+    log.info("socket mode connection closed without a close frame", extra=extra)
 
 
 def _type_of(data: str) -> str | None:
