@@ -15,7 +15,7 @@ import pytest
 from skbridge import retry
 from skbridge.config import load_config
 from skbridge.errors import StoreUnavailable
-from skbridge.slack.socket import Handler, Parker, SocketMode
+from skbridge.slack.socket import Handler, SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.testing.harness import (
     ADA,
@@ -36,15 +36,15 @@ async def never_parks(envelope: dict[str, Any], error: str) -> None:
 
 @contextlib.asynccontextmanager
 async def socket_mode(
-    world: Fakes, tmp_path: Path, handle: Handler, park: Parker = never_parks
+    world: Fakes, tmp_path: Path, handle: Handler
 ) -> AsyncIterator[asyncio.Task[None]]:
-    """A SocketMode loop connected to the fake Slack; yields its task."""
+    """A SocketMode loop on the fake Slack whose parking always fails; yields its task."""
     config = load_config(world.write_config(tmp_path))
     async with aiohttp.ClientSession() as session:
-        socket = SocketMode(SlackWeb(config.slack, session), session, handle, park=park)
+        socket = SocketMode(SlackWeb(config.slack, session), session, handle, park=never_parks)
         task = asyncio.create_task(socket.run())
         try:
-            await socket.connected.wait()
+            await asyncio.wait_for(socket.connected.wait(), 10)
             yield task
         finally:
             task.cancel()

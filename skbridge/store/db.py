@@ -6,9 +6,7 @@ through one connection guarded by a lock (aiosqlite serialises statements, not
 transactions); reads use a second connection and never see uncommitted work.
 
 This module never swallows a database error: ``disk full``, ``locked`` and
-``read-only`` become :class:`StoreUnavailable` so callers stop acknowledging work. A
-parameter sqlite3 cannot bind raises outside ``sqlite3.Error``; it becomes
-:class:`Unstorable`, so a malformed value is parked instead of stopping the daemon.
+``read-only`` become :class:`StoreUnavailable` so callers stop acknowledging work.
 """
 
 from __future__ import annotations
@@ -34,8 +32,9 @@ _UNAVAILABLE = ("full", "locked", "readonly", "read-only", "disk i/o", "unable t
 Row = sqlite3.Row
 
 _UNBINDABLE = (UnicodeEncodeError, OverflowError)
-"""What sqlite3 raises for a parameter it cannot bind: text that does not encode as UTF-8
-(a lone surrogate), an integer past 64 bits."""
+"""What sqlite3 raises, outside ``sqlite3.Error``, for a parameter it cannot bind: text
+that does not encode as UTF-8 (a lone surrogate), an integer past 64 bits. It becomes
+:class:`Unstorable`, so the malformed input is parked instead of stopping the daemon."""
 
 
 def translate(exc: sqlite3.Error) -> StoreError:
