@@ -6,7 +6,8 @@ that talks to the foreign system, with ``raise ... from exc``::
     SkbridgeError
     ├── ConfigError                 bad configuration; the daemon exits 78
     ├── StoreError                  the database cannot take work now
-    │   └── StoreUnavailable        disk full, read-only or locked: stop acking, retry later
+    │   ├── StoreUnavailable        disk full, read-only or locked: stop acking, retry later
+    │   └── Unstorable              a value SQLite cannot take: malformed input, park it
     └── DeliveryError               a call to Slack or an upstream failed
         ├── Retryable               worth trying again (429, 5xx, network)
         │   ├── RateLimited         the server asked us to wait ``retry_after`` seconds
@@ -39,6 +40,11 @@ class StoreError(SkbridgeError):
 
 class StoreUnavailable(StoreError):
     """The database cannot take writes right now (disk full, locked, read-only)."""
+
+
+class Unstorable(StoreError):
+    """A value cannot be stored as given (text with a lone UTF-16 surrogate, an integer
+    past 64 bits). It came from outside, so it is malformed input: retrying will not help."""
 
 
 class DeliveryError(SkbridgeError):

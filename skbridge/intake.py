@@ -1,7 +1,9 @@
 """Everything that arrives is made durable here, with the work it causes, in one transaction.
 
 A Telegram batch is stored together with the offset that confirms it; a Slack envelope
-is stored (deduplicated) before it is acked. The decisions come from
+is stored (deduplicated) before it is acked. A value the database cannot take is
+malformed input: only the item holding it is parked, so a batch or an envelope that
+Slack or Telegram delivers again cannot fail the same way forever. The decisions come from
 :mod:`skbridge.core.rules`; this module only reads state, asks the rules, and writes
 the plan. It never calls Slack or an upstream.
 """
@@ -25,7 +27,8 @@ from skbridge.core.model import (
     SlashCommand,
     op_from_row,
 )
-from skbridge.errors import StoreUnavailable
+from skbridge.core.text import escape_unencodable
+from skbridge.errors import StoreUnavailable, Unstorable
 from skbridge.ids import ChannelId, SourceName
 from skbridge.slack import envelopes
 from skbridge.store import queries as q
@@ -69,7 +72,7 @@ class Intake:
         failures = 0
         while True:
             try:
-                rows = await self._store_batch(source, arrivals, cursor)
+                rows = await self._store_batch_or_park(source, arrivals, cursor)
             except StoreUnavailable as exc:
                 failures += 1
                 self._on_store_state(str(exc))
@@ -81,23 +84,62 @@ class Intake:
             self._submit(rows)
             return
 
-    async def _store_batch(
+    async def _store_batch_or_park(
         self, source: SourceName, arrivals: list[Arrival], cursor: str | None
+    ) -> list[OutboxRow]:
+        try:
+            return await self._store_batch(source, arrivals, cursor)
+        except Unstorable as exc:
+            # The source's parser let a value through that SQLite refuses: find it.
+            log.error(
+                "upstream batch holds a value that cannot be stored", extra={"error": str(exc)}
+            )
+            return await self._store_batch(source, arrivals, cursor, apart=True)
+
+    async def _store_batch(
+        self,
+        source: SourceName,
+        arrivals: list[Arrival],
+        cursor: str | None,
+        *,
+        apart: bool = False,
     ) -> list[OutboxRow]:
         now = self._clock()
         rows: list[OutboxRow] = []
         async with self._db.write() as tx:
             for arrival in arrivals:
-                if not await q.remember(tx, arrival.key, now):
-                    continue
-                if arrival.message is None:
-                    error = arrival.error or "unreadable"
-                    log.warning("upstream item parked", extra={"key": arrival.key, "error": error})
-                    await q.park_input(tx, str(source), arrival.raw, error, now)
-                    continue
-                rows += await self._customer_message(tx, arrival.message, now)
+                if apart:
+                    rows += await self._arrival_apart(tx, source, arrival, now)
+                else:
+                    rows += await self._arrival(tx, source, arrival, now)
             if cursor is not None:
                 await q.set_setting(tx, cursor_key(source), cursor)
+        return rows
+
+    async def _arrival(
+        self, tx: Tx, source: SourceName, arrival: Arrival, now: float
+    ) -> list[OutboxRow]:
+        if not await q.remember(tx, arrival.key, now):
+            return []
+        if arrival.message is None:
+            error = arrival.error or "unreadable"
+            log.warning("upstream item parked", extra={"key": arrival.key, "error": error})
+            await q.park_input(tx, str(source), arrival.raw, error, now)
+            return []
+        return await self._customer_message(tx, arrival.message, now)
+
+    async def _arrival_apart(
+        self, tx: Tx, source: SourceName, arrival: Arrival, now: float
+    ) -> list[OutboxRow]:
+        """One arrival inside a savepoint: a value SQLite refuses parks this arrival only."""
+        await tx.execute("SAVEPOINT arrival")
+        try:
+            rows = await self._arrival(tx, source, arrival, now)
+        except Unstorable as exc:
+            await tx.execute("ROLLBACK TO arrival")
+            key, raw = escape_unencodable(arrival.key), escape_unencodable(arrival.raw)
+            rows = await self._arrival(tx, source, Arrival(key, None, raw, str(exc)), now)
+        await tx.execute("RELEASE arrival")
         return rows
 
     async def _customer_message(self, tx: Tx, msg: CustomerMessage, now: float) -> list[OutboxRow]:
@@ -121,6 +163,27 @@ class Intake:
         Raises StoreUnavailable when the database cannot take it: the caller must then
         not ack, so Slack delivers it again.
         """
+        try:
+            return await self._store_envelope(envelope)
+        except Unstorable as exc:
+            # envelopes.parse let a value through that SQLite refuses; retries would too.
+            await self.park_envelope(envelope, str(exc))
+            return None
+
+    async def park_envelope(self, envelope: dict[str, Any], error: str) -> None:
+        """Set an envelope aside, escaped so that it stores; remembered, so that a retry of
+        it is acked as a duplicate instead of failing again. Raises StoreError."""
+        envelope_id = envelope.get("envelope_id")
+        log.warning("envelope parked", extra={"envelope": envelope_id, "error": error})
+        key = envelopes.dedupe_key(envelope)
+        now = self._clock()
+        async with self._db.write() as tx:
+            if key is not None:
+                await q.remember(tx, key, now)
+            raw = json.dumps(envelope)[:100_000]
+            await q.park_input(tx, "slack", raw, escape_unencodable(error), now)
+
+    async def _store_envelope(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
         key = envelopes.dedupe_key(envelope)
         parsed = envelopes.parse(envelope)
         envelope_id = envelope.get("envelope_id")

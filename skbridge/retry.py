@@ -56,6 +56,10 @@ RECONNECT = Policy("reconnect", initial=0.5, maximum=30.0)
 STORE = Policy("store", initial=1.0, maximum=30.0)
 """Database unavailable (disk full, locked): wait for it to recover, forever."""
 
+EARLY_POLL = Policy("early poll", initial=0.5, maximum=5.0)
+"""A long poll that came back early with nothing to confirm (a proxy that does not hold
+polls, updates without a usable ID): poll again after this, never at once."""
+
 
 async def wait(seconds: float, wake: asyncio.Event | None = None) -> None:
     """Sleep ``seconds`` (at most 10 ms in tests), or less if ``wake`` is set meanwhile."""

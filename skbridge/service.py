@@ -137,6 +137,7 @@ class Service:
             web,
             session,
             intake.envelope,
+            park=intake.park_envelope,
             heartbeat=config.slack.ping_interval,
             on_state=self._socket_state,
         )

@@ -580,6 +580,17 @@ async def test_disconnect_client_closes_first_and_reconnects(
     await new.close()
 
 
+async def test_close_connections_sends_code_and_reason(
+    fake: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    ws = await connect(fake, session)
+    await fake.close_connections(4000, "going away")
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data, msg.extra) == (aiohttp.WSMsgType.CLOSE, 4000, "going away")
+    await fake.wait_for(lambda: fake.connected == 0)
+    await ws.close()
+
+
 async def test_drop_connections(fake: FakeSlack, session: aiohttp.ClientSession) -> None:
     ws = await connect(fake, session)
     await fake.drop_connections()

@@ -222,6 +222,15 @@ async def test_long_poll_times_out_empty(tg: FakeTelegram, client: httpx.AsyncCl
     assert not tg.polling
 
 
+async def test_polls_not_held_answer_empty_at_once(
+    tg: FakeTelegram, client: httpx.AsyncClient
+) -> None:
+    """hold_polls = False: an empty answer comes back at once, whatever the timeout."""
+    tg.hold_polls = False
+    assert await asyncio.wait_for(call(client, "getUpdates", timeout=50), 5) == []
+    assert not tg.polling
+
+
 async def test_concurrent_get_updates_conflict(tg: FakeTelegram, client: httpx.AsyncClient) -> None:
     poll = asyncio.create_task(call(client, "getUpdates", timeout=5))
     await tg.wait_polling()
@@ -315,17 +324,19 @@ async def test_push_update_raw_and_malformed(tg: FakeTelegram, client: httpx.Asy
     assert explicit == FIRST_UPDATE_ID + 10
     weird = tg.push_update({"update_id": "not-a-number", "surprise": True})
     assert weird == FIRST_UPDATE_ID + 11
-    assert tg.customer_says(CUSTOMER, "after") == FIRST_UPDATE_ID + 12
+    assert tg.push_update(["no", "object"]) == FIRST_UPDATE_ID + 12
+    assert tg.customer_says(CUSTOMER, "after") == FIRST_UPDATE_ID + 13
     updates = await call(client, "getUpdates")
-    assert [u["update_id"] for u in updates] == [
+    assert [u["update_id"] if isinstance(u, dict) else u for u in updates] == [
         FIRST_UPDATE_ID,
         FIRST_UPDATE_ID + 10,
         "not-a-number",
-        FIRST_UPDATE_ID + 12,
+        ["no", "object"],
+        FIRST_UPDATE_ID + 13,
     ]
     assert updates[2]["surprise"] is True
     # Confirming past the last one drops the malformed ones too.
-    await call(client, "getUpdates", offset=FIRST_UPDATE_ID + 13)
+    await call(client, "getUpdates", offset=FIRST_UPDATE_ID + 14)
     assert tg.pending_updates == 0
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from skbridge.core.model import ConvState, Customer, InviteMembers
-from skbridge.errors import StoreError, StoreUnavailable
+from skbridge.errors import StoreError, StoreUnavailable, Unstorable
 from skbridge.ids import OutboxId, SourceName, UpstreamUserId
 from skbridge.store import queries as q
 from skbridge.store.db import Database, Tx
@@ -68,6 +68,20 @@ async def test_disk_full_is_store_unavailable(db: Database) -> None:
 
     with pytest.raises(StoreUnavailable, match="full"):
         await fill()
+
+
+@pytest.mark.parametrize("value", ["\ud83d", 10**23], ids=["lone surrogate", "huge int"])
+async def test_a_value_sqlite_cannot_take_is_unstorable(db: Database, value: object) -> None:
+    """Unencodable text or an integer past 64 bits is skbridge's Unstorable, in writes and reads."""
+    with pytest.raises(Unstorable):
+        async with db.write() as tx:
+            await tx.execute("INSERT INTO settings VALUES (?, ?)", ("k", value))
+    with pytest.raises(Unstorable):
+        async with db.write() as tx:
+            await tx.one("SELECT value FROM settings WHERE key = ?", (value,))
+    with pytest.raises(Unstorable):
+        await db.one("SELECT value FROM settings WHERE key = ?", (value,))
+    assert await db.all("SELECT * FROM settings WHERE key = 'k'") == []
 
 
 async def rows(db: Database, count: int) -> list[OutboxId]:

@@ -2,7 +2,8 @@
 
 Customer text is untrusted: it is escaped so that ``<!channel>`` or ``<@U123>`` shows
 literally and pings nobody. Agent text leaves Slack's markup behind: mentions become
-``@name`` and links become their text and URL.
+``@name`` and links become their text and URL. Text with no UTF-8 form at all (JSON
+allows a lone surrogate) is recognised here, so the edges can refuse it.
 """
 
 from __future__ import annotations
@@ -100,3 +101,24 @@ def split_text(text: str, limit: int) -> list[str]:
     if rest:
         chunks.append(rest)
     return chunks
+
+
+UNENCODABLE = "text with a lone UTF-16 surrogate, which cannot be stored"
+
+
+def encodable(text: str) -> bool:
+    """False for text with a lone UTF-16 surrogate (JSON's ``"\\ud83d"`` on its own).
+
+    It has no UTF-8 form, so SQLite cannot store it and neither Slack nor Telegram
+    would take it back.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def escape_unencodable(text: str) -> str:
+    """``text`` with each lone surrogate written out as ``\\udXXX``, so it can be stored."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

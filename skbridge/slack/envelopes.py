@@ -1,15 +1,18 @@
 """Socket Mode envelopes translated into the core's types, at the edge.
 
 Events are deduplicated on ``payload.event_id`` (Slack retries an event with a new
-envelope ID); slash commands and interactions on ``envelope_id``.
+envelope ID); slash commands and interactions on ``envelope_id``. Anything skbridge
+cannot use, including text that cannot be stored, is :class:`Malformed`: parked, acked.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from skbridge.core.model import ChannelEvent, SlashCommand
+from skbridge.core.text import UNENCODABLE, encodable, escape_unencodable
 from skbridge.ids import ChannelId, EnvelopeId, OutboxId, SlackUserId
 
 COMMAND = "/sk"
@@ -52,16 +55,22 @@ Parsed = SlashCommand | ChannelEvent | JoinClicked | ResendClicked | Ignored | M
 
 
 def dedupe_key(envelope: dict[str, Any]) -> str | None:
+    """The key an envelope is remembered by; escaped, so even a malformed one is storable."""
     payload = envelope.get("payload")
     if envelope.get("type") == "events_api" and isinstance(payload, dict):
         event_id = payload.get("event_id")
         if isinstance(event_id, str) and event_id:
-            return f"slack-event:{event_id}"
+            return f"slack-event:{escape_unencodable(event_id)}"
     envelope_id = envelope.get("envelope_id")
-    return f"slack-envelope:{envelope_id}" if isinstance(envelope_id, str) else None
+    if not isinstance(envelope_id, str):
+        return None
+    return f"slack-envelope:{escape_unencodable(envelope_id)}"
 
 
 def parse(envelope: dict[str, Any]) -> Parsed:
+    # Checked on the whole envelope: any field may end up stored (ids, names, text).
+    if not encodable(json.dumps(envelope, ensure_ascii=False)):
+        return Malformed(UNENCODABLE)
     try:
         kind = envelope["type"]
         payload = envelope["payload"]
@@ -74,40 +83,82 @@ def parse(envelope: dict[str, Any]) -> Parsed:
         if kind == "interactive":
             return _interaction(payload)
         return Ignored(f"envelope type {kind}")
+    except _Refused as exc:
+        return Malformed(str(exc))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return Malformed(f"{type(exc).__name__}: {exc}")
+
+
+class _Refused(Exception):
+    """A payload that does not conform; its message says how, for the parked item."""
+
+
+_MAX_ROW_ID = 2**63 - 1
+"""SQLite's largest integer: a larger row ID is not ours, and could not even be looked up."""
+
+
+def _text(obj: Any, key: str, what: str) -> str:
+    """``obj[key]`` as a non-empty string, or the payload is refused naming ``what``."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, str) or not value:
+        raise _Refused(f"{what} is not a string")
+    return value
+
+
+def _row_id(value: Any) -> OutboxId:
+    """The outbox row a Send again button names (skbridge wrote it as a decimal string)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError
+        row = int(value)
+    except ValueError:
+        raise _Refused(f"{RESEND_ACTION} value is not a row id") from None
+    if not 0 < row <= _MAX_ROW_ID:
+        raise _Refused(f"{RESEND_ACTION} value {row} is out of range")
+    return OutboxId(row)
 
 
 def _command(envelope_id: EnvelopeId, payload: dict[str, Any]) -> Parsed:
     if payload.get("command") != COMMAND:
         return Ignored(f"command {payload.get('command')}")
+    text = payload.get("text") or ""
+    if not isinstance(text, str):
+        raise _Refused("command text is not a string")
     return SlashCommand(
         envelope_id=envelope_id,
-        channel_id=ChannelId(str(payload["channel_id"])),
-        user_id=SlackUserId(str(payload["user_id"])),
-        text=str(payload.get("text") or ""),
+        channel_id=ChannelId(_text(payload, "channel_id", "channel_id")),
+        user_id=SlackUserId(_text(payload, "user_id", "user_id")),
+        text=text,
     )
 
 
-def _event(event: dict[str, Any]) -> Parsed:
+def _event(event: Any) -> Parsed:
+    if not isinstance(event, dict):
+        raise _Refused("event is not an object")
     kind = _CHANNEL_EVENTS.get(str(event.get("type")))
     if kind is None:
         # Messages typed in a customer channel are the team's own talk: never forwarded.
         return Ignored(f"event {event.get('type')}")
-    channel = event["channel"]
     if kind == "rename":
-        return ChannelEvent(kind, ChannelId(str(channel["id"])), name=str(channel["name"]))
-    return ChannelEvent(kind, ChannelId(str(channel)))
+        channel = event.get("channel")
+        name = _text(channel, "name", "channel.name")
+        return ChannelEvent(kind, ChannelId(_text(channel, "id", "channel.id")), name=name)
+    return ChannelEvent(kind, ChannelId(_text(event, "channel", "channel")))
 
 
 def _interaction(payload: dict[str, Any]) -> Parsed:
     if payload.get("type") != "block_actions":
         return Ignored(f"interaction {payload.get('type')}")
-    action = payload["actions"][0]
-    user = SlackUserId(str(payload["user"]["id"]))
+    actions = payload.get("actions")
+    if not isinstance(actions, list) or not actions:
+        raise _Refused("block_actions with no actions")
+    action = actions[0]  # one click is one action
+    if not isinstance(action, dict):
+        raise _Refused("action is not an object")
+    user = SlackUserId(_text(payload.get("user"), "id", "user.id"))
     if action.get("action_id") == JOIN_ACTION:
-        return JoinClicked(ChannelId(str(action["value"])), user)
+        return JoinClicked(ChannelId(_text(action, "value", f"{JOIN_ACTION} value")), user)
     if action.get("action_id") == RESEND_ACTION:
-        channel = ChannelId(str(payload["channel"]["id"]))
-        return ResendClicked(OutboxId(int(action["value"])), channel, user)
+        channel = ChannelId(_text(payload.get("channel"), "id", "channel.id"))
+        return ResendClicked(_row_id(action.get("value")), channel, user)
     return Ignored(f"action {action.get('action_id')}")

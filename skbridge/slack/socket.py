@@ -8,6 +8,8 @@ properties skbridge needs instead:
 * each envelope is handed to ``handle`` and acked only after ``handle`` returns (the
   envelope is durable by then); if the database cannot take it, it is not acked and
   Slack delivers it again;
+* an envelope ``handle`` crashes on (a bug) is logged and parked, then acked: one bad
+  envelope neither stops the daemon nor comes back forever;
 * websocket pings every ``heartbeat`` seconds notice a dead or half-open connection,
   which is replaced.
 """
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 Envelope = dict[str, Any]
 Handler = Callable[[Envelope], Awaitable[dict[str, Any] | None]]
 """Makes an envelope durable and returns the ack's payload (None for a bare ack)."""
+Parker = Callable[[Envelope, str], Awaitable[None]]
+"""Sets an envelope aside, durably, with an error; raises when the database cannot."""
 
 HELLO_TIMEOUT = 30.0
 _BACK_OFF = {"too_many_websockets", "link_disabled"}
@@ -44,12 +48,14 @@ class SocketMode:
         session: aiohttp.ClientSession,
         handle: Handler,
         *,
+        park: Parker,
         heartbeat: float = 10.0,
         on_state: Callable[[str], None] = lambda state: None,
     ) -> None:
         self._web = web
         self._session = session
         self._handle = handle
+        self._park = park
         self._heartbeat = heartbeat
         self._on_state = on_state
         self.connected = asyncio.Event()
@@ -106,12 +112,18 @@ class SocketMode:
             self.connected.set()
             self._on_state("connected")
             log.info("socket mode connected", extra={"connection": self.connections})
-            async for message in ws:
+            while True:
+                # receive(), not ``async for``, which swallows the close frame and its reason.
+                message = await ws.receive()
+                if message.type in _ENDED:
+                    _log_end(message)
+                    return
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 if not await self._frame(ws, message.data):
-                    break
-            log.info("socket mode connection closed", extra={"code": ws.close_code})
+                    reason = {"reason": self._disconnect_reason}
+                    log.info("socket mode connection closing on request", extra=reason)
+                    return
 
     async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: str) -> bool:
         """Handle one frame; False when the connection should be replaced."""
@@ -141,6 +153,10 @@ class SocketMode:
                 extra={"envelope": envelope_id, "error": str(exc)},
             )
             return True
+        except Exception as exc:  # a bug; CancelledError is no Exception and goes through
+            if not await self._set_aside(frame, exc):
+                return True
+            payload = None
         if self._degraded:
             self._degraded = False
             self._on_state("connected")
@@ -149,6 +165,46 @@ class SocketMode:
             ack["payload"] = payload
         await ws.send_str(json.dumps(ack))
         return True
+
+    async def _set_aside(self, frame: Envelope, exc: Exception) -> bool:
+        """After ``handle`` crashed on ``frame``: park it; True when it may now be acked.
+
+        A crash inside the handler's transaction rolls it back: nothing of the envelope
+        is stored. Leaving it unacked would not save it: the same bug fails each of
+        Slack's retries (and commands and clicks are not retried at all), so it would be
+        lost, only later. Parked, it is kept where ``skbridge status`` shows it, and the
+        ack ends the retries. Only when parking fails too is it left unacked, for Slack
+        to deliver again.
+        """
+        envelope_id = frame.get("envelope_id")
+        log.error("envelope handler failed", exc_info=exc, extra={"envelope": envelope_id})
+        try:
+            await self._park(frame, f"{type(exc).__name__}: {exc}")
+        except Exception as park_exc:
+            log.error(
+                "envelope not acked: it could not be parked either",
+                extra={"envelope": envelope_id, "error": str(park_exc)},
+            )
+            return False
+        return True
+
+
+_WS = aiohttp.WSMsgType
+_ENDED = frozenset({_WS.CLOSE, _WS.CLOSING, _WS.CLOSED, _WS.ERROR})
+
+
+def _log_end(message: aiohttp.WSMessage) -> None:
+    """How the connection ended: the close frame's code and reason when the server sent
+    one (``ws.close_code`` has no reason, and says 1006 or None when TCP just dropped)."""
+    if message.type is _WS.CLOSE:
+        extra: dict[str, object] = {"code": message.data}
+        if message.extra:
+            extra["reason"] = message.extra
+        log.info("socket mode connection closed", extra=extra)
+        return
+    error = message.data if message.type is _WS.ERROR else None
+    extra = {"error": f"{type(error).__name__}: {error}"} if error is not None else {}
+    log.info("socket mode connection closed without a close frame", extra=extra)
 
 
 def _type_of(data: str) -> str | None:

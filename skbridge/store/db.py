@@ -22,7 +22,7 @@ from typing import Any
 
 import aiosqlite
 
-from skbridge.errors import StoreError, StoreUnavailable
+from skbridge.errors import StoreError, StoreUnavailable, Unstorable
 from skbridge.store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,11 @@ _UNAVAILABLE = ("full", "locked", "readonly", "read-only", "disk i/o", "unable t
 
 Row = sqlite3.Row
 
+_UNBINDABLE = (UnicodeEncodeError, OverflowError)
+"""What sqlite3 raises, outside ``sqlite3.Error``, for a parameter it cannot bind: text
+that does not encode as UTF-8 (a lone surrogate), an integer past 64 bits. It becomes
+:class:`Unstorable`, so the malformed input is parked instead of stopping the daemon."""
+
 
 def translate(exc: sqlite3.Error) -> StoreError:
     """Map a sqlite3 error onto skbridge's tree: transient conditions are StoreUnavailable."""
@@ -39,6 +44,10 @@ def translate(exc: sqlite3.Error) -> StoreError:
     if isinstance(exc, sqlite3.OperationalError) and any(w in text for w in _UNAVAILABLE):
         return StoreUnavailable(str(exc))
     return StoreError(str(exc))
+
+
+def _unstorable(exc: Exception) -> Unstorable:
+    return Unstorable(f"value cannot be stored: {exc}")
 
 
 class Tx:
@@ -53,20 +62,28 @@ class Tx:
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement; returns the last inserted rowid."""
-        row = await self._conn.execute_insert(sql, tuple(params))
+        try:
+            row = await self._conn.execute_insert(sql, tuple(params))
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
         return int(row[0]) if row else 0
 
     async def changes(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement; returns how many rows it changed."""
-        cursor = await self._conn.execute(sql, tuple(params))
+        try:
+            cursor = await self._conn.execute(sql, tuple(params))
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
         return cursor.rowcount  # a finished statement's cursor holds nothing open
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        rows = await self._conn.execute_fetchall(sql, tuple(params))
-        return next(iter(rows), None)
+        return next(iter(await self.all(sql, params)), None)
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, tuple(params)))
+        try:
+            return list(await self._conn.execute_fetchall(sql, tuple(params)))
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
 
 
 class Database:
@@ -130,6 +147,8 @@ class Database:
             rows = await self._reader.execute_fetchall(sql, tuple(params))
         except sqlite3.Error as exc:
             raise translate(exc) from exc
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
         return next(iter(rows), None)
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
@@ -138,6 +157,8 @@ class Database:
             return list(await self._reader.execute_fetchall(sql, tuple(params)))
         except sqlite3.Error as exc:
             raise translate(exc) from exc
+        except _UNBINDABLE as exc:
+            raise _unstorable(exc) from exc
 
     async def backup_to(self, dest: Path) -> None:
         """A consistent online copy (``VACUUM INTO``), safe while the daemon runs."""

@@ -140,7 +140,8 @@ class _Fault:
 @dataclass
 class _QueuedUpdate:
     seq: int
-    update: JsonDict
+    update: Any
+    """An Update object; anything at all for :meth:`FakeTelegram.push_update`."""
     kind: str | None
 
 
@@ -281,6 +282,9 @@ class FakeTelegram(Lifecycle):
         self.sent: list[SentMessage] = []
         self.calls: list[tuple[str, JsonDict]] = []
         self.confirmed_offset = 0
+        self.hold_polls = True
+        """False answers ``getUpdates`` at once even with nothing to send, as a proxy or
+        server that does not hold long polls would (Telegram itself holds them)."""
 
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -460,12 +464,19 @@ class FakeTelegram(Lifecycle):
         self._messages[(user_id, message_id)] = msg
         return self._enqueue({"edited_message": msg})
 
-    def push_update(self, update: dict[str, Any]) -> int:
+    def push_update(self, update: Any) -> int:
         """Enqueue a raw update as-is (assigning ``update_id`` if missing); returns its id.
 
-        Updates with a non-integer ``update_id`` are queued at the next sequence
-        number (returned), so the bot can confirm them by offset like any other.
+        Updates with a non-integer ``update_id``, and values that are no object at all
+        (what a broken proxy might send), are queued at the next sequence number
+        (returned), so the bot can confirm them by offset like any other.
         """
+        if not isinstance(update, dict):
+            seq = self._next_update_id
+            self._next_update_id += 1
+            self._queue.append(_QueuedUpdate(seq, update, None))
+            self._notify()
+            return seq
         update = dict(update)
         raw_id = update.get("update_id")
         if "update_id" not in update:
@@ -716,7 +727,7 @@ class FakeTelegram(Lifecycle):
             self.confirmed_offset = max(self.confirmed_offset, first)
             self._notify()
 
-    def _collect(self, limit: int) -> list[JsonDict]:
+    def _collect(self, limit: int) -> list[Any]:
         allowed = self._allowed_updates
         if any(u.kind is not None and u.kind not in allowed for u in self._queue):
             # Updates the bot did not subscribe to are never delivered: drop them.
@@ -888,7 +899,7 @@ class FakeTelegram(Lifecycle):
             "has_main_web_app": False,
         }
 
-    async def _get_updates(self, params: JsonDict) -> list[JsonDict]:
+    async def _get_updates(self, params: JsonDict) -> list[Any]:
         if self._poller_waiting:
             raise _ApiError(409, CONFLICT_DESCRIPTION)
         offset = _lenient_int(params.get("offset"), 0)
@@ -903,7 +914,7 @@ class FakeTelegram(Lifecycle):
 
         self._confirm(offset)
         batch = self._collect(limit)
-        if batch or timeout <= 0 or self._closing:
+        if batch or timeout <= 0 or self._closing or not self.hold_polls:
             return batch
 
         loop = asyncio.get_running_loop()

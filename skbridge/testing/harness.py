@@ -220,3 +220,12 @@ async def archived_and_back(world: Fakes) -> tuple[str, dict[str, Any]]:
     await world.slack.wait_ack(archive["envelope_id"])
     say(world, "back")
     return channel, archive
+
+
+async def parked_input(daemon: Daemon) -> list[tuple[str, str, str]]:
+    """Every parked input of the running daemon: ``(origin, payload, error)``, oldest first."""
+    assert daemon.service is not None and daemon.service.db is not None
+    rows = await daemon.service.db.all(
+        "SELECT origin, payload, error FROM parked_input ORDER BY id"
+    )
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]

@@ -2,12 +2,16 @@
 
 Outbound HTTPS only. Updates are handed to the intake together with the next offset,
 and the intake stores both in one transaction, so an update is confirmed to Telegram
-(by polling with a higher offset) only after it is durable. This module never puts
-the bot token in a log line: it is part of every URL, so URLs are never logged.
+(by polling with a higher offset) only after it is durable. An update without a usable
+``update_id`` is parked, and confirmed along with the next valid one. A poll that makes
+no progress and was not held (a proxy that answers at once) is followed by a wait, so
+the receiver never spins. This module never puts the bot token in a log line: it is
+part of every URL, so URLs are never logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -19,7 +23,7 @@ import httpx
 from skbridge import retry
 from skbridge.config import TelegramConfig
 from skbridge.core.model import Customer, CustomerMessage
-from skbridge.core.text import split_text
+from skbridge.core.text import UNENCODABLE, encodable, split_text
 from skbridge.errors import Ambiguous, DeliveryError, Permanent, RateLimited, Retryable
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
@@ -109,8 +113,9 @@ class Telegram:
 
     async def run(self, intake: Intake, cursor: str | None) -> None:
         offset = int(cursor) if cursor else 0
-        failures = 0
+        failures = idle = 0
         timeout = self._config.poll_timeout
+        clock = asyncio.get_running_loop().time
         while True:
             params: dict[str, Any] = {
                 "offset": offset,
@@ -118,8 +123,9 @@ class Telegram:
                 "timeout": timeout,
                 "allowed_updates": ["message", "edited_message"],
             }
+            asked = clock()
             try:
-                updates = await self._call(
+                answer = await self._call(
                     "getUpdates", params, timeout + self._config.request_timeout
                 )
             except DeliveryError as exc:
@@ -134,11 +140,25 @@ class Telegram:
                 await retry.wait(delay)
                 continue
             failures = 0
-            if not isinstance(updates, list) or not updates:
-                continue
-            arrivals = [parse_update(u, self._avatar_for) for u in updates]
-            offset = max(int(u.get("update_id", 0)) for u in updates if isinstance(u, dict)) + 1
-            await intake.upstream_batch(SOURCE, arrivals, str(offset))
+            updates = answer if isinstance(answer, list) else []
+            confirm = next_offset(updates, offset)
+            if updates:
+                arrivals = [parse_update(u, self._avatar_for) for u in updates]
+                new_cursor = None if confirm is None else str(confirm)
+                await intake.upstream_batch(SOURCE, arrivals, new_cursor)
+            if confirm is not None:
+                offset, idle = confirm, 0
+            elif updates or answered_early(clock() - asked, timeout):
+                # No progress, and polling again at once would bring the same answer at once.
+                idle += 1
+                if updates:
+                    log.warning(
+                        "telegram updates to confirm have no usable update_id",
+                        extra={"updates": len(updates), "offset": offset},
+                    )
+                await retry.wait(retry.EARLY_POLL.delay(idle))
+            else:
+                idle = 0
 
     def render(self, text: str, agent: Agent) -> list[str]:
         body = self._config.reply_format.format(agent=agent.name, text=text)
@@ -157,13 +177,46 @@ class Telegram:
         return str((result or {}).get("message_id", ""))
 
 
+def is_update_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def next_offset(updates: list[Any], offset: int) -> int | None:
+    """The offset that confirms ``updates``: past their highest usable ``update_id``.
+
+    None when there is none past ``offset``: nothing else can be confirmed safely (an
+    offset is a promise that every update below it is stored), so the unusable ones wait
+    in Telegram until a valid update comes after them.
+    """
+    ids = [
+        u["update_id"] for u in updates if isinstance(u, dict) and is_update_id(u.get("update_id"))
+    ]
+    highest = max(ids, default=-1)
+    return highest + 1 if highest >= offset else None
+
+
+def answered_early(elapsed: float, timeout: float) -> bool:
+    """An empty answer in under half the long poll's timeout: the server did not hold it.
+
+    With ``poll_timeout = 0`` (short polling) every empty answer counts as early, so
+    short polls are spaced out too.
+    """
+    return timeout <= 0 or elapsed < timeout / 2
+
+
 def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
     """Turn one Telegram update into an arrival; anything unreadable becomes an error."""
-    raw = json.dumps(update, ensure_ascii=False)[:100_000]
-    if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+    raw = json.dumps(update, ensure_ascii=False)
+    readable = encodable(raw)
+    if not readable:
+        raw = json.dumps(update)  # the same JSON with \uXXXX escapes: storable as it is
+    raw = raw[:100_000]
+    if not isinstance(update, dict) or not is_update_id(update.get("update_id")):
         digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
         return Arrival(f"telegram:bad:{digest}", message=None, raw=raw, error="no update_id")
     key = f"telegram:{update['update_id']}"
+    if not readable:
+        return Arrival(key, None, raw, error=UNENCODABLE)
     edited = "edited_message" in update
     message = update.get("edited_message") if edited else update.get("message")
     if not isinstance(message, dict):

@@ -359,6 +359,14 @@ class SocketModeMixin(WorkspaceState):
         except TimeoutError:
             await conn.ws.close(code=WSCloseCode.OK, message=b"disconnect")
 
+    async def close_connections(self, code: int = WSCloseCode.GOING_AWAY, reason: str = "") -> None:
+        """Close every socket with a close frame carrying ``code`` and ``reason``, as a
+        server that goes away does (without the ``disconnect`` message Slack sends first
+        when it can)."""
+        for conn in list(self._connections):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await conn.ws.close(code=code, message=reason.encode())
+
     async def drop_connections(self) -> None:
         """Abruptly drop every socket (TCP abort, no close handshake)."""
         conns = list(self._connections)
