@@ -12,6 +12,7 @@ This module never swallows a database error: ``disk full``, ``locked`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
@@ -91,7 +92,7 @@ class Database:
             await _migrate(writer)
             reader = await _connect(path)
         except BaseException as exc:
-            await writer.close()
+            await _close_quietly(writer)
             if isinstance(exc, sqlite3.Error):
                 raise translate(exc) from exc
             raise
@@ -148,12 +149,24 @@ class Database:
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = FULL")
-    await conn.execute("PRAGMA foreign_keys = ON")
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        # The connection's worker thread is not a daemon thread: left open, it keeps the
+        # process alive after the error has been reported.
+        await _close_quietly(conn)
+        raise
     return conn
+
+
+async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    """Close after a failure: the failure, not the close, is what the caller must hear."""
+    with contextlib.suppress(sqlite3.Error):
+        await conn.close()
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
