@@ -14,12 +14,13 @@ from pathlib import Path
 
 from skbridge import __version__, logs
 from skbridge.config import DEFAULT_CONFIG_PATH, Config, load_config
-from skbridge.errors import ConfigError, SkbridgeError, StoreError
+from skbridge.errors import ConfigError, SkbridgeError, StoreError, StoreUnusable
 from skbridge.notify import Notifier
 from skbridge.slack.manifest import manifest_json
 
 EX_CONFIG = 78
-"""sysexits' EX_CONFIG; the systemd unit never restarts on it."""
+"""sysexits' EX_CONFIG: the config or the database file needs the operator; the systemd
+unit never restarts on it."""
 
 log = logging.getLogger("skbridge")
 
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_failure(exc)
     except StoreError as exc:
         print(f"skbridge: {exc}", file=sys.stderr)
-        return 1
+        return EX_CONFIG if isinstance(exc, StoreUnusable) else 1
     except KeyboardInterrupt:
         return 130
 
@@ -147,7 +148,9 @@ async def _run(config: Config, path: Path) -> int:
     try:
         await service.run()
     except BaseExceptionGroup as group:
-        raise _first_config_error(group) or group from None
+        raise _needs_operator(group, config.store.path) or group from None
+    except StoreUnusable as exc:
+        raise exc.at(config.store.path) from None  # a failed query does not know the file
     except ConfigError:
         raise
     except SkbridgeError as exc:
@@ -156,10 +159,15 @@ async def _run(config: Config, path: Path) -> int:
     return 0
 
 
-def _first_config_error(group: BaseExceptionGroup[BaseException]) -> ConfigError | None:
+def _needs_operator(
+    group: BaseExceptionGroup[BaseException], db_path: Path
+) -> ConfigError | StoreUnusable | None:
+    """The first error in a crashed task group that only the operator can fix (exit 78)."""
     for exc in group.exceptions:
         if isinstance(exc, ConfigError):
             return exc
-        if isinstance(exc, BaseExceptionGroup) and (found := _first_config_error(exc)):
+        if isinstance(exc, StoreUnusable):
+            return exc.at(db_path)
+        if isinstance(exc, BaseExceptionGroup) and (found := _needs_operator(exc, db_path)):
             return found
     return None

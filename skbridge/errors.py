@@ -6,7 +6,9 @@ that talks to the foreign system, with ``raise ... from exc``::
     SkbridgeError
     ├── ConfigError                 bad configuration; the daemon exits 78
     ├── StoreError                  the database cannot take work now
-    │   └── StoreUnavailable        disk full, read-only or locked: stop acking, retry later
+    │   ├── StoreUnavailable        disk full, read-only or locked: stop acking, retry later
+    │   └── StoreUnusable           the file needs the operator (damaged, empty, unwritable
+    │                               at start, newer schema): no retry helps; exit 78
     └── DeliveryError               a call to Slack or an upstream failed
         ├── Retryable               worth trying again (429, 5xx, network)
         │   ├── RateLimited         the server asked us to wait ``retry_after`` seconds
@@ -18,6 +20,8 @@ look before they retry (Slack) or ask a human (upstreams without idempotency).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class SkbridgeError(Exception):
@@ -39,6 +43,25 @@ class StoreError(SkbridgeError):
 
 class StoreUnavailable(StoreError):
     """The database cannot take writes right now (disk full, locked, read-only)."""
+
+
+class StoreUnusable(StoreError):
+    """The database file cannot be used until the operator acts on it.
+
+    Damaged, not a database, empty, read-only for this user, or a newer schema: no retry
+    fixes these, so the daemon exits 78 and systemd does not restart it. ``path`` is the
+    file; errors from a query in flight do not know it, and :meth:`at` adds it.
+    """
+
+    def __init__(self, problem: str, advice: str, path: Path | None = None) -> None:
+        super().__init__(f"{path}: {problem}; {advice}" if path else f"{problem}; {advice}")
+        self.problem = problem
+        self.advice = advice
+        self.path = path
+
+    def at(self, path: Path) -> StoreUnusable:
+        """The same refusal, naming ``path`` if it did not already."""
+        return self if self.path else StoreUnusable(self.problem, self.advice, path)
 
 
 class DeliveryError(SkbridgeError):

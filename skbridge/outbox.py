@@ -16,7 +16,14 @@ from collections import deque
 from typing import Protocol
 
 from skbridge import retry
-from skbridge.errors import Ambiguous, Permanent, RateLimited, Retryable, StoreUnavailable
+from skbridge.errors import (
+    Ambiguous,
+    Permanent,
+    RateLimited,
+    Retryable,
+    StoreUnavailable,
+    StoreUnusable,
+)
 from skbridge.ids import OutboxId
 from skbridge.store import queries as q
 from skbridge.store.db import Database
@@ -140,6 +147,8 @@ class Outbox:
                 log.error("database unavailable", extra={"row": row.id, "error": str(exc)})
                 await retry.wait(retry.STORE.delay(failures))
                 continue
+            except StoreUnusable:
+                raise  # a damaged database is no item's fault: the daemon stops for the operator
             except Exception as exc:  # a bug in one item must not stop the others
                 if not isinstance(exc, Retryable | Permanent):
                     log.exception("delivery crashed", extra={"row": row.id, "kind": row.kind})
