@@ -28,14 +28,16 @@ log = logging.getLogger("skbridge")
 _CHECK_HELP = """Validate the config (exit 78 on a bad one), then try every token live: Slack's
 bot token and its scopes, the app token (a Socket Mode connection, closed right after
 Slack's hello), the user token if set, the dispatch channel (looked up, never joined),
-the workspace owner, each upstream, and the database path. One line per check; exit 0
-when all pass, 1 otherwise. Safe while the daemon runs."""
+the workspace owner, each upstream, and the database (path, pages, permissions). One line
+per check; exit 0 when all pass, 1 otherwise. Safe while the daemon runs."""
 _STATUS_HELP = """What the database holds: conversations by state, the outbox backlog each way,
 uncertain and failed replies, parked work and parked input, and the last activity.
-Reads the database read-only; safe while the daemon runs. Exit 1 if it is missing."""
+Reads the database read-only; safe while the daemon runs. Exit 1 if it is missing, 78 if
+the file is damaged or unreadable (the line says what to do)."""
 _BACKUP_HELP = """Write a consistent copy of the database to DEST (SQLite's VACUUM INTO, never a
 file copy), safe while the daemon runs; then run PRAGMA integrity_check on the copy.
-Never overwrites DEST. Exit 0 when the copy is written and checks ok."""
+Never overwrites DEST. Exit 0 when the copy is written and checks ok, 78 if the database
+itself is damaged or unreadable."""
 _DEMO_HELP = """Watch skbridge work without tokens or config: runs the real daemon against
 in-process fakes of Slack, Telegram and Gravatar and plays one customer's conversation,
 step by step. Leaves nothing on disk."""

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from skbridge.cli import EX_CONFIG
+from skbridge.cli import EX_CONFIG, main
 from skbridge.errors import StoreError, StoreUnavailable, StoreUnusable
+from skbridge.ops.check import Verdict, database
 from skbridge.store import db as store_db
 from skbridge.store.db import Database
 from skbridge.store.migrations import MIGRATIONS
@@ -250,3 +251,47 @@ async def test_a_database_locked_by_another_process_is_waited_for_not_refused(
         locker.execute("ROLLBACK")
     db = await Database.open(store)
     await db.close()
+
+
+# --- the operator commands ------------------------------------------------------------------
+
+DAMAGE = ["random bytes", "truncated", "garbled pages", "zero length"]
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+@pytest.mark.parametrize("command", ["status", "backup"])
+async def test_status_and_backup_answer_a_bad_file_like_the_daemon(
+    command: str, case: str, world: Fakes, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``status`` and ``backup`` refuse a bad file with the daemon's one line and exit 78."""
+    spoil, problem, advice = BAD_FILES[case]
+    await real_database(store)
+    spoil(store)
+    copy = store.parent.parent / "copy.db"
+    argv = [command, "-c", str(config_for(world, store))]
+    code = await asyncio.to_thread(main, [*argv, str(copy)] if command == "backup" else argv)
+    assert_refusal(code, capsys.readouterr().err.splitlines(), store, problem, advice)
+    assert not await asyncio.to_thread(copy.exists)
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+async def test_check_names_the_bad_file_and_what_to_do(case: str, store: Path) -> None:
+    """``check`` fails its database line with the same words, damaged pages included."""
+    spoil, problem, advice = BAD_FILES[case]
+    await real_database(store)
+    spoil(store)
+    result = database(store)
+    assert result.verdict is Verdict.FAIL
+    assert result.detail.startswith(f"{store}: ")
+    assert problem in result.detail
+    assert advice in result.fix
+
+
+async def test_status_in_a_read_only_directory_names_it(
+    world: Fakes, store: Path, as_user: list[str]
+) -> None:
+    """Reading needs the -shm file beside the database: the line says so, not SQLite's words."""
+    await real_database(store)
+    os.chmod(store.parent, 0o500)
+    code, lines = await exit_of(await start(config_for(world, store), as_user, "status"))
+    assert_refusal(code, lines, store, f"cannot create files in {store.parent}", "-shm")

@@ -1,9 +1,9 @@
 """What is wrong with a database file, in one line an operator can act on.
 
-Used where :mod:`skbridge.store.db` opens the database, so a refusal names the file and
-says what to do instead of SQLite's bare "unable to open database file" or a traceback.
-A damaged or unwritable file is :class:`StoreUnusable` (no retry fixes it); a lock or a
-full disk stays :class:`StoreUnavailable` (waiting may).
+Shared by :mod:`skbridge.store.db` and the read-only operator commands, so both name the
+file and say what to do instead of SQLite's bare "unable to open database file" or a
+traceback. A damaged or unwritable file is :class:`StoreUnusable` (no retry fixes it); a
+lock or a full disk stays :class:`StoreUnavailable` (waiting may).
 
 This module only looks at files and classifies errors; it never repairs, deletes or
 creates anything.
@@ -81,6 +81,11 @@ def _directory_problem(path: Path) -> tuple[str, str]:
         "beside the database)",
         "check the directory's permissions and ownership: the daemon's user must write in it",
     )
+
+
+def reading_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """For the operator commands: what a failed read of ``path`` means, naming the file."""
+    return opening_error(path, exc) or StoreError(f"cannot read {path}: {exc}")
 
 
 def opening_error(path: Path, exc: sqlite3.Error | OSError) -> StoreError | None:
