@@ -14,12 +14,13 @@ from pathlib import Path
 
 from skbridge import __version__, logs
 from skbridge.config import DEFAULT_CONFIG_PATH, Config, load_config
-from skbridge.errors import ConfigError, SkbridgeError, StoreError
+from skbridge.errors import ConfigError, SkbridgeError, StoreError, StoreUnusable
 from skbridge.notify import Notifier
 from skbridge.slack.manifest import manifest_json
 
 EX_CONFIG = 78
-"""sysexits' EX_CONFIG; the systemd unit never restarts on it."""
+"""sysexits' EX_CONFIG: the config or the database file needs the operator; the systemd
+unit never restarts on it."""
 
 log = logging.getLogger("skbridge")
 
@@ -27,14 +28,16 @@ log = logging.getLogger("skbridge")
 _CHECK_HELP = """Validate the config (exit 78 on a bad one), then try every token live: Slack's
 bot token and its scopes, the app token (a Socket Mode connection, closed right after
 Slack's hello), the user token if set, the dispatch channel (looked up, never joined),
-the workspace owner, each upstream, and the database path. One line per check; exit 0
-when all pass, 1 otherwise. Safe while the daemon runs."""
+the workspace owner, each upstream, and the database (path, pages, permissions). One line
+per check; exit 0 when all pass, 1 otherwise. Safe while the daemon runs."""
 _STATUS_HELP = """What the database holds: conversations by state, the outbox backlog each way,
 uncertain and failed replies, parked work and parked input, and the last activity.
-Reads the database read-only; safe while the daemon runs. Exit 1 if it is missing."""
+Reads the database read-only; safe while the daemon runs. Exit 1 if it is missing, 78 if
+the file is damaged or unreadable (the line says what to do)."""
 _BACKUP_HELP = """Write a consistent copy of the database to DEST (SQLite's VACUUM INTO, never a
 file copy), safe while the daemon runs; then run PRAGMA integrity_check on the copy.
-Never overwrites DEST. Exit 0 when the copy is written and checks ok."""
+Never overwrites DEST. Exit 0 when the copy is written and checks ok, 78 if the database
+itself is damaged or unreadable."""
 _DEMO_HELP = """Watch skbridge work without tokens or config: runs the real daemon against
 in-process fakes of Slack, Telegram and Gravatar and plays one customer's conversation,
 step by step. Leaves nothing on disk."""
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_failure(exc)
     except StoreError as exc:
         print(f"skbridge: {exc}", file=sys.stderr)
-        return 1
+        return EX_CONFIG if isinstance(exc, StoreUnusable) else 1
     except KeyboardInterrupt:
         return 130
 
@@ -147,7 +150,9 @@ async def _run(config: Config, path: Path) -> int:
     try:
         await service.run()
     except BaseExceptionGroup as group:
-        raise _first_config_error(group) or group from None
+        raise _needs_operator(group, config.store.path) or group from None
+    except StoreUnusable as exc:
+        raise exc.at(config.store.path) from None  # a failed query does not know the file
     except ConfigError:
         raise
     except SkbridgeError as exc:
@@ -156,10 +161,15 @@ async def _run(config: Config, path: Path) -> int:
     return 0
 
 
-def _first_config_error(group: BaseExceptionGroup[BaseException]) -> ConfigError | None:
+def _needs_operator(
+    group: BaseExceptionGroup[BaseException], db_path: Path
+) -> ConfigError | StoreUnusable | None:
+    """The first error in a crashed task group that only the operator can fix (exit 78)."""
     for exc in group.exceptions:
         if isinstance(exc, ConfigError):
             return exc
-        if isinstance(exc, BaseExceptionGroup) and (found := _first_config_error(exc)):
+        if isinstance(exc, StoreUnusable):
+            return exc.at(db_path)
+        if isinstance(exc, BaseExceptionGroup) and (found := _needs_operator(exc, db_path)):
             return found
     return None

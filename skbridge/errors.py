@@ -7,7 +7,9 @@ that talks to the foreign system, with ``raise ... from exc``::
     ├── ConfigError                 bad configuration; the daemon exits 78
     ├── StoreError                  the database cannot take work now
     │   ├── StoreUnavailable        disk full, read-only or locked: stop acking, retry later
-    │   └── Unstorable              a value SQLite cannot take: malformed input, park it
+    │   ├── Unstorable              a value SQLite cannot take: malformed input, park it
+    │   └── StoreUnusable           the file needs the operator (damaged, empty, unwritable
+    │                               at start, newer schema): no retry helps; exit 78
     └── DeliveryError               a call to Slack or an upstream failed
         ├── Retryable               worth trying again (429, 5xx, network)
         │   ├── RateLimited         the server asked us to wait ``retry_after`` seconds
@@ -19,6 +21,8 @@ look before they retry (Slack) or ask a human (upstreams without idempotency).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class SkbridgeError(Exception):
@@ -45,6 +49,25 @@ class StoreUnavailable(StoreError):
 class Unstorable(StoreError):
     """A value cannot be stored as given (text with a lone UTF-16 surrogate, an integer
     past 64 bits). It came from outside, so it is malformed input: retrying will not help."""
+
+
+class StoreUnusable(StoreError):
+    """The database file cannot be used until the operator acts on it.
+
+    Damaged, not a database, empty, read-only for this user, or a newer schema: no retry
+    fixes these, so the daemon exits 78 and systemd does not restart it. ``path`` is the
+    file; errors from a query in flight do not know it, and :meth:`at` adds it.
+    """
+
+    def __init__(self, problem: str, advice: str, path: Path | None = None) -> None:
+        super().__init__(f"{path}: {problem}; {advice}" if path else f"{problem}; {advice}")
+        self.problem = problem
+        self.advice = advice
+        self.path = path
+
+    def at(self, path: Path) -> StoreUnusable:
+        """The same refusal, naming ``path`` if it did not already."""
+        return self if self.path else StoreUnusable(self.problem, self.advice, path)
 
 
 class DeliveryError(SkbridgeError):

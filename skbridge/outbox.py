@@ -18,7 +18,14 @@ from collections import deque
 from typing import Protocol
 
 from skbridge import retry
-from skbridge.errors import Ambiguous, Permanent, RateLimited, Retryable, StoreUnavailable
+from skbridge.errors import (
+    Ambiguous,
+    Permanent,
+    RateLimited,
+    Retryable,
+    StoreUnavailable,
+    StoreUnusable,
+)
 from skbridge.health import Health
 from skbridge.ids import OutboxId
 from skbridge.store import queries as q
@@ -150,6 +157,8 @@ class Outbox:
                 log.error("database unavailable", extra={"row": row.id, "error": str(exc)})
                 await retry.wait(retry.STORE.delay(failures))
                 continue
+            except StoreUnusable:
+                raise  # a damaged database is no item's fault: the daemon stops for the operator
             except Permanent as exc:
                 await self._park(row, _describe(exc))
                 return

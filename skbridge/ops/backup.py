@@ -17,6 +17,7 @@ from pathlib import Path
 
 from skbridge.errors import StoreError
 from skbridge.ops.readonly import connect_read_only
+from skbridge.store import files
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ def backup(source: Path, dest: Path) -> Backup:
         except sqlite3.Error as exc:
             if "already exists" not in str(exc):
                 dest.unlink(missing_ok=True)  # a partial copy, e.g. on a full disk
+            if damage := files.damaged(exc):  # read from the source: nothing to copy
+                raise damage.at(source) from exc
             raise StoreError(f"backup to {dest} failed: {exc}") from exc
     _fsync(dest)
     _fsync(dest.parent)

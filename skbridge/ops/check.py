@@ -24,8 +24,8 @@ import httpx
 
 from skbridge import logs
 from skbridge.config import Config, SlackConfig, secrets
-from skbridge.errors import DeliveryError, Permanent, StoreError
-from skbridge.ops.readonly import connect_read_only
+from skbridge.errors import DeliveryError, Permanent, StoreError, StoreUnusable
+from skbridge.ops.readonly import connect_read_only, refuse_damage
 from skbridge.slack.manifest import BOT_SCOPES, USER_SCOPES
 from skbridge.slack.web import Identity, SlackWeb
 from skbridge.slack.workspace import find_dispatch
@@ -316,6 +316,9 @@ def database(path: Path) -> Result:
     try:
         with closing(connect_read_only(path)) as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            refuse_damage(conn, path)
+    except StoreUnusable as exc:
+        return fail(name, f"{path}: {exc.problem}", exc.advice)
     except StoreError as exc:
         return fail(name, str(exc), "check store.path and its permissions")
     if version > len(MIGRATIONS):

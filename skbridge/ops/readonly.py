@@ -2,7 +2,8 @@
 
 SQLite's ``mode=ro`` URI: the connection can never write, and a missing file is an
 error instead of a new empty database. In WAL mode such a reader sees only committed
-work and never blocks the daemon's writer.
+work and never blocks the daemon's writer. A file that cannot be read is explained the
+way the daemon explains it (:mod:`skbridge.store.files`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from skbridge.errors import StoreError
+from skbridge.errors import StoreError, StoreUnusable
+from skbridge.store import files
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
@@ -20,17 +22,28 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
             f"no database at {path} (the daemon creates it on its first start; "
             "is store.path right?)"
         )
+    files.refuse_empty(path)
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from exc
+        raise files.reading_error(path, exc) from exc
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.Error as exc:
         conn.close()
-        raise StoreError(f"cannot read {path}: {exc}") from exc
+        raise files.reading_error(path, exc) from exc
     if not version:
         conn.close()
         raise StoreError(f"{path} is not an skbridge database (no schema)")
     return conn
+
+
+def refuse_damage(conn: sqlite3.Connection, path: Path) -> None:
+    """SQLite's ``quick_check``: reads every page, so damage no query has met yet shows."""
+    try:
+        found = "; ".join(str(row[0]) for row in conn.execute("PRAGMA quick_check"))
+    except sqlite3.Error as exc:
+        raise files.reading_error(path, exc) from exc
+    if found != "ok":
+        raise StoreUnusable(f"damaged ({found[:200]})", files.RESTORE, path)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from skbridge.core.model import ConvState, SendToCustomer
-from skbridge.errors import StoreError
 from skbridge.ops.readonly import connect_read_only
+from skbridge.store import files
 from skbridge.store.queries import OUTAGES, outages_from
 
 STATES = (
@@ -62,7 +62,7 @@ def read_status(path: Path, now: float | None = None) -> Status:
         try:
             return _gather(conn, path, time.time() if now is None else now)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from exc
+            raise files.reading_error(path, exc) from exc
 
 
 def _gather(conn: sqlite3.Connection, path: Path, now: float) -> Status:

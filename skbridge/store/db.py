@@ -6,7 +6,9 @@ through one connection guarded by a lock (aiosqlite serialises statements, not
 transactions); reads use a second connection and never see uncommitted work.
 
 This module never swallows a database error: ``disk full``, ``locked`` and
-``read-only`` become :class:`StoreUnavailable` so callers stop acknowledging work.
+``read-only`` become :class:`StoreUnavailable` so callers stop acknowledging work; a
+damaged file becomes :class:`StoreUnusable`, and so does, at open, any file the daemon
+cannot use as it is (:mod:`skbridge.store.files` says why, naming the file).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 
 import aiosqlite
 
-from skbridge.errors import StoreError, StoreUnavailable, Unstorable
+from skbridge.errors import StoreError, StoreUnavailable, StoreUnusable, Unstorable
+from skbridge.store import files
 from skbridge.store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,12 @@ that does not encode as UTF-8 (a lone surrogate), an integer past 64 bits. It be
 
 
 def translate(exc: sqlite3.Error) -> StoreError:
-    """Map a sqlite3 error onto skbridge's tree: transient conditions are StoreUnavailable."""
+    """Map a sqlite3 error onto skbridge's tree: transient conditions are StoreUnavailable.
+
+    A damaged file is StoreUnusable even in the middle of work: no retry mends it.
+    """
+    if damage := files.damaged(exc):
+        return damage
     text = str(exc).lower()
     if isinstance(exc, sqlite3.OperationalError) and any(w in text for w in _UNAVAILABLE):
         return StoreUnavailable(str(exc))
@@ -97,21 +105,25 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path) -> Database:
-        """Open (creating if needed) and migrate the database at ``path``."""
+        """Open (creating if needed) and migrate the database at ``path``.
+
+        Raises StoreUnusable when the file needs the operator (damaged, empty, read-only,
+        newer schema) and StoreUnavailable when waiting may help (locked, disk full).
+        """
         try:
+            files.refuse_empty(path)
             path.parent.mkdir(parents=True, exist_ok=True)
+            files.refuse_unwritable(path)
             writer = await _connect(path)
-        except sqlite3.Error as exc:
-            raise translate(exc) from exc
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot open {path}: {exc.strerror}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise _open_failed(path, exc) from exc
         try:
-            await _migrate(writer)
+            await _migrate(writer, path)
             reader = await _connect(path)
         except BaseException as exc:
-            await writer.close()
+            await _close_quietly(writer)
             if isinstance(exc, sqlite3.Error):
-                raise translate(exc) from exc
+                raise _open_failed(path, exc) from exc
             raise
         return cls(path, writer, reader)
 
@@ -172,13 +184,30 @@ class Database:
         return str(row[0]) if row else "no answer"
 
 
+def _open_failed(path: Path, exc: sqlite3.Error | OSError) -> StoreError:
+    """What ``open`` raises: about the file itself when it is, and always naming it."""
+    if found := files.opening_error(path, exc):
+        return found
+    if isinstance(exc, OSError):
+        return StoreUnavailable(f"cannot open {path}: {exc.strerror}")
+    if isinstance(translate(exc), StoreUnavailable):
+        return StoreUnavailable(f"cannot open {path}: {exc}")
+    return StoreError(f"cannot open {path}: {exc}")
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = FULL")
-    await conn.execute("PRAGMA foreign_keys = ON")
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        # The connection's worker thread is not a daemon thread: left open, it keeps the
+        # process alive after the error has been reported.
+        await _close_quietly(conn)
+        raise
     return conn
 
 
@@ -186,6 +215,12 @@ async def _discard(conn: aiosqlite.Connection) -> None:
     """Roll back a transaction that may or may not have begun."""
     with contextlib.suppress(sqlite3.OperationalError):  # it had not: nothing to undo
         await conn.execute("ROLLBACK")
+
+
+async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    """Close after a failure: the failure, not the close, is what the caller must hear."""
+    with contextlib.suppress(sqlite3.Error):
+        await conn.close()
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
@@ -197,14 +232,15 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
         log.exception("rollback failed")
 
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
+async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
     async with conn.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     current = int(row[0]) if row else 0
     if current > len(MIGRATIONS):
-        raise StoreError(
-            f"database schema version {current} is newer than this skbridge "
-            f"({len(MIGRATIONS)}); upgrade skbridge or restore a backup"
+        raise StoreUnusable(
+            f"schema version {current} is newer than this skbridge ({len(MIGRATIONS)})",
+            "upgrade skbridge, or restore a copy made by `skbridge backup`",
+            path,
         )
     for version in range(current + 1, len(MIGRATIONS) + 1):
         await conn.execute("BEGIN IMMEDIATE")
