@@ -26,6 +26,7 @@ from skbridge.core.model import (
     PostCustomerMessage,
     PostNotice,
     ReopenChannel,
+    ReportInput,
     ReportOutage,
     ReportParked,
     SendToCustomer,
@@ -86,6 +87,9 @@ class Deliverer:
             return await self._finish(row)
         if isinstance(op, ReportParked):
             await self._post_dispatch(messages.parked(op), f"{row.id}", suspect, row)
+            return await self._finish(row)
+        if isinstance(op, ReportInput):
+            await self._report_input(row, op, suspect)
             return await self._finish(row)
         if isinstance(op, ReportOutage):
             await self._post_dispatch(messages.outage(op), f"{row.id}", suspect, row)
@@ -283,11 +287,34 @@ class Deliverer:
 
     async def _post_dispatch(
         self, message: tuple[str, list[dict[str, Any]]], key: str, suspect: bool, row: OutboxRow
-    ) -> None:
+    ) -> tuple[ChannelId, MessageTs]:
         if self._ws.dispatch is None:
             raise Retryable("no_dispatch_channel", "the dispatch channel is not resolved")
         text, blocks = message
-        await self._post(self._ws.dispatch.id, text, key, suspect, row, blocks=blocks)
+        channel = self._ws.dispatch.id
+        return channel, await self._post(channel, text, key, suspect, row, blocks=blocks)
+
+    async def _report_input(self, row: OutboxRow, op: ReportInput, suspect: bool) -> None:
+        """Post the kind's notice the first time; later, update it with the new count."""
+        kind = await persist(
+            self._db, lambda tx: q.take_kind_report(tx, op.origin, op.what), what="report"
+        )
+        if kind is None:
+            return
+        text, blocks = messages.parked_input(kind)
+        if kind.notice_channel and kind.notice_ts:
+            try:
+                await self._web.update(kind.notice_channel, kind.notice_ts, text, blocks=blocks)
+                return
+            except Permanent as exc:
+                if exc.code not in (*_GONE, "message_not_found", "cant_update_message"):
+                    raise
+        channel, ts = await self._post_dispatch((text, blocks), f"{row.id}", suspect, row)
+        await persist(
+            self._db,
+            lambda tx: q.set_kind_notice(tx, op.origin, op.what, channel, ts),
+            what="report",
+        )
 
     async def _notice(
         self, row: OutboxRow, conv: Conversation, op: PostNotice, suspect: bool

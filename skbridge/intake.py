@@ -23,6 +23,7 @@ from skbridge.core.model import (
     ChannelEvent,
     CustomerMessage,
     InviteToChannel,
+    ReportInput,
     SendToCustomer,
     SlashCommand,
     op_from_row,
@@ -124,8 +125,9 @@ class Intake:
         if arrival.message is None:
             error = arrival.error or "unreadable"
             log.warning("upstream item parked", extra={"key": arrival.key, "error": error})
-            await q.park_input(tx, str(source), arrival.raw, error, now)
-            return []
+            return await self._park(
+                tx, str(source), arrival.kind, arrival.raw, error, now, arrival.sender
+            )
         return await self._customer_message(tx, arrival.message, now)
 
     async def _arrival_apart(
@@ -138,7 +140,8 @@ class Intake:
         except Unstorable as exc:
             await tx.execute("ROLLBACK TO arrival")
             key, raw = escape_unencodable(arrival.key), escape_unencodable(arrival.raw)
-            rows = await self._arrival(tx, source, Arrival(key, None, raw, str(exc)), now)
+            unstorable = Arrival(key, None, raw, str(exc), kind="text that cannot be stored")
+            rows = await self._arrival(tx, source, unstorable, now)
         await tx.execute("RELEASE arrival")
         return rows
 
@@ -155,6 +158,21 @@ class Intake:
             await q.update_conversation(tx, conv.id, state=plan.new_state, now=now, name=name)
         return await q.enqueue(tx, conv.id, plan.ops, now)
 
+    async def _park(
+        self,
+        tx: Tx,
+        origin: str,
+        what: str,
+        raw: str,
+        error: str,
+        now: float,
+        sender: str | None = None,
+    ) -> list[OutboxRow]:
+        """Keep input that cannot be carried; dispatch hears of each kind once, counted."""
+        if not await q.park_input(tx, origin, what, raw, error, now, sender):
+            return []  # a report of this kind is on its way and will count this one too
+        return await q.enqueue(tx, None, [ReportInput(origin=origin, what=what)], now)
+
     # --- Slack ----------------------------------------------------------------------------
 
     async def envelope(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
@@ -167,10 +185,12 @@ class Intake:
             return await self._store_envelope(envelope)
         except Unstorable as exc:
             # envelopes.parse let a value through that SQLite refuses; retries would too.
-            await self.park_envelope(envelope, str(exc))
+            await self.park_envelope(envelope, str(exc), "an event that cannot be stored")
             return None
 
-    async def park_envelope(self, envelope: dict[str, Any], error: str) -> None:
+    async def park_envelope(
+        self, envelope: dict[str, Any], error: str, what: str = "an event skbridge failed on"
+    ) -> None:
         """Set an envelope aside, escaped so that it stores; remembered, so that a retry of
         it is acked as a duplicate instead of failing again. Raises StoreError."""
         envelope_id = envelope.get("envelope_id")
@@ -181,7 +201,8 @@ class Intake:
             if key is not None:
                 await q.remember(tx, key, now)
             raw = json.dumps(envelope)[:100_000]
-            await q.park_input(tx, "slack", raw, escape_unencodable(error), now)
+            rows = await self._park(tx, "slack", what, raw, escape_unencodable(error), now)
+        self._submit(rows)
 
     async def _store_envelope(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
         key = envelopes.dedupe_key(envelope)
@@ -201,7 +222,8 @@ class Intake:
                 case envelopes.Malformed(error=error):
                     log.warning("envelope parked", extra={"envelope": envelope_id, "error": error})
                     raw = json.dumps(envelope)[:100_000]
-                    await q.park_input(tx, "slack", raw, error, now)
+                    what = "an event skbridge cannot read"
+                    rows = await self._park(tx, "slack", what, raw, error, now)
                 case envelopes.Ignored():
                     pass
                 case SlashCommand() as command:

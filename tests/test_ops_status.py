@@ -93,7 +93,8 @@ async def test_status_while_running_shows_states_backlog_replies_and_parked_work
     assert lines[5].endswith(": invalid_blocks: chat.postMessage")
     assert lines[6] == "parked input   1"
     assert "telegram at " in lines[7] and "malformed message" in lines[7]
-    assert lines[8].startswith("last activity  20") and lines[8].endswith("(0 minutes ago)")
+    assert lines[8] == "  by kind: 1 × a message skbridge cannot read from Telegram"
+    assert lines[9].startswith("last activity  20") and lines[9].endswith("(0 minutes ago)")
 
 
 async def test_status_json_is_the_same_report(
@@ -111,6 +112,7 @@ async def test_status_json_is_the_same_report(
         "replies": {"uncertain": 0, "failed": 0},
         "parked_outbox": [],
         "parked_input": [],
+        "parked_kinds": {},
         "minutes_since_activity": 0,
         "outages": [],
     }

@@ -166,6 +166,16 @@ class ReportParked:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportInput:
+    """Tell the dispatch channel of input set aside, one notice per kind, kept counted."""
+
+    kind: ClassVar[str] = "report_input"
+    origin: str
+    what: str
+    """The kind of input, for people (``a story``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReportOutage:
     """Tell the dispatch channel that a long outage is over and what waited is on its way."""
 
@@ -186,6 +196,7 @@ Op = (
     | InviteToChannel
     | PostNotice
     | ReportParked
+    | ReportInput
     | ReportOutage
 )
 
@@ -201,6 +212,7 @@ _OP_TYPES: dict[str, type[Any]] = {
         InviteToChannel,
         PostNotice,
         ReportParked,
+        ReportInput,
         ReportOutage,
     )
 }

@@ -51,6 +51,8 @@ class Status:
     """``uncertain`` and ``failed`` replies nobody has sent again yet."""
     parked_outbox: list[Parked]
     parked_input: list[Parked]
+    parked_kinds: dict[str, int]
+    """How often each kind of input was set aside (``a story from Telegram``: 3)."""
     last_activity: str | None
     minutes_since_activity: int | None
     outages: list[str]
@@ -94,11 +96,17 @@ def _gather(conn: sqlite3.Connection, path: Path, now: float) -> Status:
         )
     ]
     parked_input = [
-        Parked(row_id, origin, error, _iso(at))
-        for row_id, origin, error, at in conn.execute(
-            "SELECT id, origin, error, received_at FROM parked_input ORDER BY id"
+        Parked(row_id, origin, f"{kind}: {error}", _iso(at))
+        for row_id, origin, kind, error, at in conn.execute(
+            "SELECT id, origin, kind, error, received_at FROM parked_input ORDER BY id"
         )
     ]
+    parked_kinds = {
+        f"{kind} from {origin.capitalize()}": count
+        for origin, kind, count in conn.execute(
+            "SELECT origin, kind, count FROM parked_kinds ORDER BY count DESC, kind"
+        )
+    }
     (last,) = conn.execute("SELECT max(last_activity) FROM conversations").fetchone()
     outage_row = conn.execute("SELECT value FROM settings WHERE key = ?", (OUTAGES,)).fetchone()
     conn.execute("COMMIT")
@@ -115,6 +123,7 @@ def _gather(conn: sqlite3.Connection, path: Path, now: float) -> Status:
         replies=replies,
         parked_outbox=parked_outbox,
         parked_input=parked_input,
+        parked_kinds=parked_kinds,
         last_activity=None if last is None else _iso(last),
         minutes_since_activity=None if last is None else max(0, int((now - last) // 60)),
         outages=outages,
@@ -149,6 +158,9 @@ def to_text(status: Status) -> str:
     ]
     lines += _listing("parked work   ", status.parked_outbox)
     lines += _listing("parked input  ", status.parked_input)
+    if status.parked_kinds:
+        kinds = ", ".join(f"{n} × {kind}" for kind, n in status.parked_kinds.items())
+        lines.append(f"  by kind: {kinds}")
     if status.last_activity is None:
         lines.append("last activity  never")
     else:

@@ -16,6 +16,7 @@ from skbridge.core.model import (
     PostCustomerMessage,
     PostNotice,
     ReopenChannel,
+    ReportInput,
     ReportOutage,
     ReportParked,
     SendToCustomer,
@@ -23,6 +24,7 @@ from skbridge.core.model import (
 from skbridge.core.text import escape_for_slack
 from skbridge.ids import ChannelId, OutboxId
 from skbridge.slack.envelopes import JOIN_ACTION, RESEND_ACTION
+from skbridge.store.queries import ParkedKind
 
 JOIN_ARCHIVED = (
     "That conversation is archived (done for now). "
@@ -148,6 +150,21 @@ def parked(op: ReportParked) -> tuple[str, Blocks]:
     return text, with_resend(text, op.row_id)
 
 
+def parked_input(kind: ParkedKind) -> tuple[str, Blocks]:
+    """The one dispatch notice for a kind of input skbridge cannot carry, kept counted."""
+    source = kind.origin.capitalize()
+    latest = f"the latest {_clock(kind.last_at)}"
+    if kind.last_from:
+        latest += f", from {escape_for_slack(kind.last_from)}"
+    times = "once" if kind.count == 1 else f"{kind.count:,} times"
+    text = (
+        f":warning: skbridge received {escape_for_slack(kind.kind)} from {source}, "
+        f"which it cannot carry, and set it aside: {times} so far ({latest}). "
+        "Run `skbridge status` on the server for the details."
+    )
+    return text, [_section(text)]
+
+
 def outage(op: ReportOutage) -> tuple[str, Blocks]:
     minutes = max(1, round((op.until - op.since) / 60))
     text = (
@@ -187,6 +204,8 @@ def describe(op: Op, conv: Conversation | None) -> tuple[str, str]:
             return f"the notice that {op.system} is back", ""
         case ReportParked():
             return "a report of a set-aside item", op.what
+        case ReportInput():
+            return f"the report of {op.what} from {op.origin.capitalize()}", ""
     return op.kind, ""
 
 

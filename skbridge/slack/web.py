@@ -298,6 +298,25 @@ class SlackWeb:
                 return None
         return None
 
+    async def update(
+        self,
+        channel: ChannelId,
+        ts: MessageTs,
+        text: str,
+        *,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Replace the text (and blocks) of our own post ``ts``."""
+        params: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
+        if blocks:
+            params["blocks"] = blocks
+        await self.posts.acquire(channel)
+        try:
+            await self._call("chat.update", **params)
+        except RateLimited as exc:
+            self.posts.hold(channel, exc.retry_after)
+            raise
+
     async def post_ephemeral(self, channel: ChannelId, user: SlackUserId, text: str) -> None:
         await self._call("chat.postEphemeral", channel=channel, user=user, text=text)
 

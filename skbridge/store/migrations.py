@@ -76,4 +76,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (outbox_id, idx)
     ) STRICT, WITHOUT ROWID;
     """,
+    # 3: what parked input is, and one dispatch report per kind of it
+    """
+    ALTER TABLE parked_input ADD COLUMN kind TEXT NOT NULL DEFAULT 'something unreadable';
+
+    CREATE TABLE parked_kinds (
+        origin         TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        count          INTEGER NOT NULL,
+        last_at        REAL NOT NULL,
+        last_from      TEXT,
+        notice_channel TEXT,
+        notice_ts      TEXT,
+        report_due     INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (origin, kind)
+    ) STRICT;
+    """,
 )

@@ -10,7 +10,14 @@ from typing import Any, Protocol
 
 from skbridge.core.model import Conversation, ConvState, Customer, Op, op_to_json
 from skbridge.health import Outage
-from skbridge.ids import ChannelId, ConversationId, OutboxId, SourceName, UpstreamUserId
+from skbridge.ids import (
+    ChannelId,
+    ConversationId,
+    MessageTs,
+    OutboxId,
+    SourceName,
+    UpstreamUserId,
+)
 from skbridge.store.db import Row, Tx
 
 
@@ -71,10 +78,75 @@ async def store_ack(tx: Tx, key: str, ack: dict[str, Any]) -> None:
     await tx.execute("UPDATE received SET ack = ? WHERE key = ?", (json.dumps(ack), key))
 
 
-async def park_input(tx: Tx, origin: str, payload: str, error: str, now: float) -> None:
+async def park_input(
+    tx: Tx,
+    origin: str,
+    kind: str,
+    payload: str,
+    error: str,
+    now: float,
+    sender: str | None = None,
+) -> bool:
+    """Keep an item that could not be carried, counted by kind; True when the kind's
+    dispatch report must be queued (its first time, or a repeat since the last report)."""
     await tx.execute(
-        "INSERT INTO parked_input (origin, payload, error, received_at) VALUES (?, ?, ?, ?)",
-        (origin, payload, error, now),
+        "INSERT INTO parked_input (origin, kind, payload, error, received_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (origin, kind, payload, error, now),
+    )
+    due = await tx.one(
+        "SELECT report_due FROM parked_kinds WHERE origin = ? AND kind = ?", (origin, kind)
+    )
+    await tx.execute(
+        "INSERT INTO parked_kinds (origin, kind, count, last_at, last_from) "
+        "VALUES (?, ?, 1, ?, ?) ON CONFLICT (origin, kind) DO UPDATE SET "
+        "count = count + 1, last_at = excluded.last_at, last_from = excluded.last_from, "
+        "report_due = 1",
+        (origin, kind, now, sender),
+    )
+    return due is None or not due[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedKind:
+    origin: str
+    kind: str
+    count: int
+    last_at: float
+    last_from: str | None
+    notice_channel: ChannelId | None
+    notice_ts: MessageTs | None
+
+
+async def take_kind_report(tx: Tx, origin: str, kind: str) -> ParkedKind | None:
+    """The kind's figures as they are now; repeats from here on queue a new report."""
+    await tx.execute(
+        "UPDATE parked_kinds SET report_due = 0 WHERE origin = ? AND kind = ?", (origin, kind)
+    )
+    row = await tx.one(
+        "SELECT origin, kind, count, last_at, last_from, notice_channel, notice_ts "
+        "FROM parked_kinds WHERE origin = ? AND kind = ?",
+        (origin, kind),
+    )
+    if row is None:
+        return None
+    return ParkedKind(
+        str(row[0]),
+        str(row[1]),
+        int(row[2]),
+        float(row[3]),
+        row[4],
+        None if row[5] is None else ChannelId(row[5]),
+        None if row[6] is None else MessageTs(row[6]),
+    )
+
+
+async def set_kind_notice(
+    tx: Tx, origin: str, kind: str, channel: ChannelId, ts: MessageTs
+) -> None:
+    await tx.execute(
+        "UPDATE parked_kinds SET notice_channel = ?, notice_ts = ? WHERE origin = ? AND kind = ?",
+        (channel, ts, origin, kind),
     )
 
 

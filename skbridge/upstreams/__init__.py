@@ -26,6 +26,10 @@ class Arrival:
     message: CustomerMessage | None
     raw: str
     error: str | None = None
+    kind: str = "something skbridge cannot read"
+    """For an item set aside: what it is, for people (``a story``); reported once per kind."""
+    sender: str | None = None
+    """For an item set aside: who sent it, when that is known."""
 
 
 class Intake(Protocol):

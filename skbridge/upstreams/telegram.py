@@ -213,25 +213,31 @@ def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
     raw = raw[:100_000]
     if not isinstance(update, dict) or not is_update_id(update.get("update_id")):
         digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
-        return Arrival(f"telegram:bad:{digest}", message=None, raw=raw, error="no update_id")
+        key = f"telegram:bad:{digest}"
+        return Arrival(key, None, raw, error="no update_id", kind="an update without an id")
     key = f"telegram:{update['update_id']}"
     if not readable:
-        return Arrival(key, None, raw, error=UNENCODABLE)
+        return Arrival(key, None, raw, error=UNENCODABLE, kind="text that cannot be stored")
     edited = "edited_message" in update
     message = update.get("edited_message") if edited else update.get("message")
     if not isinstance(message, dict):
-        return Arrival(key, None, raw, error="update carries no message")
+        return Arrival(key, None, raw, error="update carries no message", kind="an empty update")
+    sender_name = _sender_name(message)
     try:
         chat = message["chat"]
         sender = message["from"]
         if chat.get("type") != "private":
-            return Arrival(key, None, raw, error=f"ignored {chat.get('type')} chat")
+            kind = f"a message in a {chat.get('type')} chat"
+            return Arrival(key, None, raw, f"ignored {chat.get('type')} chat", kind, sender_name)
         name = " ".join(p for p in (sender.get("first_name"), sender.get("last_name")) if p)
         handle = sender.get("username")
         user_id = UpstreamUserId(str(int(chat["id"])))
         text = _text_of(message)
+    except Unsupported as exc:
+        return Arrival(key, None, raw, f"cannot show {exc.kind}", exc.kind, sender_name)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return Arrival(key, None, raw, error=f"malformed message: {exc!r}")
+        kind = "a message skbridge cannot read"
+        return Arrival(key, None, raw, f"malformed message: {exc!r}", kind, sender_name)
     customer = Customer(
         source=SOURCE,
         upstream_id=user_id,
@@ -246,6 +252,39 @@ def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
     )
 
 
+class Unsupported(ValueError):
+    """A message whose content skbridge cannot carry (a story, a game, paid media)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+_NOT_CONTENT = frozenset(
+    {
+        "message_id", "message_thread_id", "direct_messages_topic", "from", "sender_chat",
+        "sender_boost_count", "sender_business_bot", "sender_tag", "date", "guest_query_id",
+        "business_connection_id", "chat", "forward_origin", "is_topic_message",
+        "is_automatic_forward", "reply_to_message", "external_reply", "quote",
+        "reply_to_story", "reply_to_checklist_task_id", "reply_to_poll_option_id", "via_bot",
+        "guest_bot_caller_user", "guest_bot_caller_chat", "edit_date",
+        "has_protected_content", "is_from_offline", "is_paid_post", "media_group_id",
+        "author_signature", "paid_star_count", "text", "entities", "link_preview_options",
+        "suggested_post_info", "effect_id", "caption", "caption_entities",
+        "show_caption_above_media", "has_media_spoiler", "reply_markup",
+    }
+)  # fmt: skip
+"""Message fields that say how or where a message came, not what it carries."""
+
+
+def _sender_name(message: dict[str, Any]) -> str | None:
+    sender = message.get("from")
+    if not isinstance(sender, dict):
+        return None
+    parts = [p for p in (sender.get("first_name"), sender.get("last_name")) if isinstance(p, str)]
+    return " ".join(parts) or None
+
+
 def _text_of(message: dict[str, Any]) -> str:
     text = message.get("text") or message.get("caption") or ""
     if not isinstance(text, str):
@@ -255,5 +294,9 @@ def _text_of(message: dict[str, Any]) -> str:
         note = f"[{kinds[0].replace('_', ' ')} — open Telegram to see it]"
         return f"{note}\n{text}" if text else note
     if not text:
-        raise ValueError("message has neither text nor a known attachment")
+        content = next((k for k in message if k not in _NOT_CONTENT), None)
+        if content is None:
+            raise ValueError("message has neither text nor a known attachment")
+        noun = content.replace("_", " ")
+        raise Unsupported(noun if noun.endswith(("media", "s")) else f"a {noun}")
     return text
