@@ -7,6 +7,7 @@ that talks to the foreign system, with ``raise ... from exc``::
     ├── ConfigError                 bad configuration; the daemon exits 78
     ├── StoreError                  the database cannot take work now
     │   ├── StoreUnavailable        disk full, read-only or locked: stop acking, retry later
+    │   │   └── TooLate             not stored, because the ack would have come too late
     │   ├── Unstorable              a value SQLite cannot take: malformed input, park it
     │   └── StoreUnusable           the file needs the operator (damaged, empty, unwritable
     │                               at start, newer schema): no retry helps; exit 78
@@ -44,6 +45,15 @@ class StoreError(SkbridgeError):
 
 class StoreUnavailable(StoreError):
     """The database cannot take writes right now (disk full, locked, read-only)."""
+
+
+class TooLate(StoreUnavailable):
+    """The work was given up, not stored: storing it would have taken past its deadline.
+
+    Slack has told the user a command or click failed once 3 s pass without an ack, and
+    it does not retry those; storing one after that would act on something the user
+    was told had failed (and may retype). So such envelopes are stored in time or not.
+    """
 
 
 class Unstorable(StoreError):

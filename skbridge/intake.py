@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 Submit = Callable[[list[OutboxRow]], None]
 RESENDABLE = ("uncertain", "failed", "parked")
+UNRETRIED = ("slash_commands", "interactive")
+"""Envelope types Slack does not deliver again: an ack after its 3 s deadline is a lie."""
+ACK_BUDGET = 2.0
+"""Seconds from reading such an envelope to committing it, well under Slack's 3 s."""
 """Outbox states a Send again button may act on."""
 
 
@@ -175,14 +179,22 @@ class Intake:
 
     # --- Slack ----------------------------------------------------------------------------
 
-    async def envelope(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
+    async def envelope(
+        self, envelope: dict[str, Any], received: float | None = None
+    ) -> dict[str, Any] | None:
         """Store one Socket Mode envelope and its consequences; returns the ack payload.
 
         Raises StoreUnavailable when the database cannot take it: the caller must then
-        not ack, so Slack delivers it again.
+        not ack, so Slack delivers it again. A command or a click, which Slack does not
+        deliver again, is stored within ``ACK_BUDGET`` of ``received`` (event loop time)
+        or not at all (TooLate): once Slack has told the user it failed, it must not
+        happen anyway.
         """
+        deadline = None
+        if received is not None and envelope.get("type") in UNRETRIED:
+            deadline = received + ACK_BUDGET
         try:
-            return await self._store_envelope(envelope)
+            return await self._store_envelope(envelope, deadline)
         except Unstorable as exc:
             # envelopes.parse let a value through that SQLite refuses; retries would too.
             await self.park_envelope(envelope, str(exc), "an event that cannot be stored")
@@ -204,7 +216,9 @@ class Intake:
             rows = await self._park(tx, "slack", what, raw, escape_unencodable(error), now)
         self._submit(rows)
 
-    async def _store_envelope(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
+    async def _store_envelope(
+        self, envelope: dict[str, Any], deadline: float | None
+    ) -> dict[str, Any] | None:
         key = envelopes.dedupe_key(envelope)
         parsed = envelopes.parse(envelope)
         envelope_id = envelope.get("envelope_id")
@@ -214,7 +228,7 @@ class Intake:
         now = self._clock()
         ack: dict[str, Any] | None = None
         rows: list[OutboxRow] = []
-        async with self._db.write() as tx:
+        async with self._db.write(deadline) as tx:
             if not await q.remember(tx, key, now):
                 log.info("duplicate envelope", extra={"envelope": envelope_id, "key": key})
                 return await q.stored_ack(tx, key)

@@ -7,7 +7,9 @@ on one side arrives exactly once, in order, on the other; every envelope is acke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -191,41 +193,63 @@ async def test_database_locked_by_another_process_holds_acks_then_recovers(
     monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 100)
     daemon = Daemon(config_path)
     await daemon.start()
-    locker = None
     try:
         channel = await first_message(world, "m0")
-        script = (
-            "import sqlite3, sys\n"
-            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.read()\n"
-            "c.execute('ROLLBACK')\n"
-        )
-        locker = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", script, str(config_path.parent / "skbridge.db"),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert locker.stdout is not None and locker.stdin is not None
-        assert await locker.stdout.readline() == b"locked\n"
-
-        envelope = await world.slack.send_command(channel, ALICE, "while locked")
-        assert daemon.service is not None
-        service = daemon.service
-        await world.slack.wait_for(lambda: "degraded" in service.status_line())
-        assert envelope["envelope_id"] not in world.slack.acks
-
-        locker.stdin.close()
-        await locker.wait()
-        locker = None
+        async with write_lock_held(config_path.parent / "skbridge.db"):
+            envelope = await world.slack.send_command(channel, ALICE, "while locked")
+            assert daemon.service is not None
+            service = daemon.service
+            await world.slack.wait_for(lambda: "degraded" in service.status_line())
+            assert envelope["envelope_id"] not in world.slack.acks
         retried = await world.slack.redeliver(envelope, retry_attempt=1, new_envelope_id=False)
         await world.slack.wait_ack(retried["envelope_id"])
         await world.telegram.wait_for(lambda: replies(world) == ["Alice: while locked"])
     finally:
-        if locker is not None:
-            locker.kill()
-            await locker.wait()
         await daemon.stop()
+
+
+async def test_a_command_not_stored_before_slacks_deadline_is_never_acked_or_sent(
+    world: Fakes, daemon: Daemon, config_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Locked past the ack deadline: /sk is not acked and never sent (the agent saw it fail)."""
+    channel = await first_message(world, "m0")
+    async with write_lock_held(config_path.parent / "skbridge.db"):
+        sent = [await world.slack.send_command(channel, ALICE, f"c{n}") for n in range(3)]
+        await world.slack.wait_for(lambda: given_up(caplog) == 3, timeout=15)
+    fresh = await world.slack.send_command(channel, ALICE, "after")
+    await world.slack.wait_ack(fresh["envelope_id"])
+    await world.telegram.wait_for(lambda: replies(world) == ["Alice: after"])
+    await daemon.wait_idle()
+    assert replies(world) == ["Alice: after"]
+    assert not any(e["envelope_id"] in world.slack.acks for e in sent)
+
+
+def given_up(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("not stored in time" in r.getMessage() for r in caplog.records)
+
+
+@contextlib.asynccontextmanager
+async def write_lock_held(path: Path) -> AsyncIterator[None]:
+    """Another process holds the database's write lock for the duration."""
+    script = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+        "c.execute('ROLLBACK')\n"
+    )
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert locker.stdout is not None and locker.stdin is not None
+    try:
+        assert await locker.stdout.readline() == b"locked\n"
+        yield
+    finally:
+        locker.stdin.close()
+        await locker.wait()
 
 
 async def test_oversized_payloads_are_split_or_parked(world: Fakes, daemon: Daemon) -> None:

@@ -294,3 +294,15 @@ async def test_a_handler_bug_for_one_envelope_is_logged_parked_and_acked(
     [record] = [r for r in caplog.records if r.name == "skbridge.slack.socket" and r.exc_info]
     assert record.levelno == logging.ERROR
     assert record.__dict__["envelope"] == bad["envelope_id"]
+
+
+async def test_json_nested_past_pythons_stack_harms_nothing(world: Fakes, daemon: Daemon) -> None:
+    """A frame or an error body nested 100,000 deep is dropped; both receivers go on."""
+    channel = await first_message(world, "m0")
+    deep = "[" * 100_000 + "]" * 100_000
+    await world.slack.send_raw(deep)
+    world.telegram.fail_next("getUpdates", status=502, body=deep)
+    say(world, "m1")
+    await world.slack.wait_for(lambda: texts(world.slack, channel) == ["m0", "m1"])
+    envelope = await world.slack.send_command(channel, ALICE, "still here")
+    await world.slack.wait_ack(envelope["envelope_id"])

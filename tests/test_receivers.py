@@ -57,7 +57,7 @@ async def test_an_envelope_that_cannot_be_parked_after_a_handler_bug_is_not_acke
 ) -> None:
     """Handler crashed and parking failed: left unacked for Slack to redeliver; loop goes on."""
 
-    async def handle(envelope: dict[str, Any]) -> dict[str, Any] | None:
+    async def handle(envelope: dict[str, Any], received: float) -> dict[str, Any] | None:
         if envelope["payload"]["text"] == "trigger":
             raise RuntimeError("a bug in skbridge")
         return None
@@ -76,7 +76,7 @@ async def test_cancelling_socket_mode_mid_envelope_is_not_swallowed(
     """CancelledError raised inside the handler ends the loop: no envelope guard eats it."""
     entered = asyncio.Event()
 
-    async def handle(envelope: dict[str, Any]) -> dict[str, Any] | None:
+    async def handle(envelope: dict[str, Any], received: float) -> dict[str, Any] | None:
         entered.set()
         await asyncio.Event().wait()
         return None

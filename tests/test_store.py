@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from skbridge.core.model import ConvState, Customer, InviteMembers
-from skbridge.errors import StoreError, StoreUnavailable, Unstorable
+from skbridge.errors import StoreError, StoreUnavailable, TooLate, Unstorable
 from skbridge.ids import OutboxId, SourceName, UpstreamUserId
 from skbridge.store import queries as q
 from skbridge.store.db import Database, Tx
@@ -154,3 +154,15 @@ async def test_a_write_cancelled_while_it_begins_leaves_no_transaction_open(db: 
         await tx.execute("INSERT INTO settings (key, value) VALUES ('b', '2')")
     assert await q.get_setting(db, "a") is None
     assert await q.get_setting(db, "b") == "2"
+
+
+async def test_work_that_ends_after_its_deadline_is_rolled_back(db: Database) -> None:
+    """A write with a deadline is committed in time or not at all."""
+    late = asyncio.get_running_loop().time() - 1
+    with pytest.raises(TooLate):
+        async with db.write(late) as tx:
+            await tx.execute("INSERT INTO settings (key, value) VALUES ('late', '1')")
+    assert await q.get_setting(db, "late") is None
+    async with db.write() as tx:
+        await tx.execute("INSERT INTO settings (key, value) VALUES ('next', '1')")
+    assert await q.get_setting(db, "next") == "1"

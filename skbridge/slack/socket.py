@@ -17,6 +17,7 @@ properties skbridge needs instead:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -25,14 +26,15 @@ from typing import Any
 import aiohttp
 
 from skbridge import retry
-from skbridge.errors import ConfigError, DeliveryError, Permanent, StoreUnavailable
+from skbridge.errors import ConfigError, DeliveryError, Permanent, StoreUnavailable, TooLate
 from skbridge.slack.web import SlackWeb
 
 log = logging.getLogger(__name__)
 
 Envelope = dict[str, Any]
-Handler = Callable[[Envelope], Awaitable[dict[str, Any] | None]]
-"""Makes an envelope durable and returns the ack's payload (None for a bare ack)."""
+Handler = Callable[[Envelope, float], Awaitable[dict[str, Any] | None]]
+"""Makes an envelope durable and returns the ack's payload (None for a bare ack); the
+float is when the frame was read (event loop clock), from which ack deadlines count."""
 Parker = Callable[[Envelope, str], Awaitable[None]]
 """Sets an envelope aside, durably, with an error; raises when the database cannot."""
 
@@ -112,26 +114,40 @@ class SocketMode:
             self.connected.set()
             self._on_state("connected")
             log.info("socket mode connected", extra={"connection": self.connections})
-            while True:
-                # receive(), not ``async for``, which swallows the close frame and its reason.
-                message = await ws.receive()
-                if message.type in _ENDED:
-                    _log_end(message)
-                    return
-                if message.type is not aiohttp.WSMsgType.TEXT:
-                    continue
-                if not await self._frame(ws, message.data):
-                    reason = {"reason": self._disconnect_reason}
-                    log.info("socket mode connection closing on request", extra=reason)
-                    return
+            frames: asyncio.Queue[tuple[float, aiohttp.WSMessage]] = asyncio.Queue()
+            reader = asyncio.create_task(_read(ws, frames), name="socket mode reader")
+            try:
+                await self._handle_frames(ws, frames)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
 
-    async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: str) -> bool:
+    async def _handle_frames(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        frames: asyncio.Queue[tuple[float, aiohttp.WSMessage]],
+    ) -> None:
+        """Handle frames in the order they came, until the connection ends."""
+        while True:
+            received, message = await frames.get()
+            if message.type in _ENDED:
+                _log_end(message)
+                return
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            if not await self._frame(ws, message.data, received):
+                reason = {"reason": self._disconnect_reason}
+                log.info("socket mode connection closing on request", extra=reason)
+                return
+
+    async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: str, received: float) -> bool:
         """Handle one frame; False when the connection should be replaced."""
         try:
             frame = json.loads(data)
             if not isinstance(frame, dict):
                 raise TypeError("frame is not an object")
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # RecursionError: nested too deep
             log.warning("socket mode frame is not JSON", extra={"frame": data[:200]})
             return True
         kind = frame.get("type")
@@ -144,13 +160,13 @@ class SocketMode:
             log.debug("socket mode frame ignored", extra={"kind": kind})
             return True
         try:
-            payload = await self._handle(frame)
+            payload = await self._handle(frame, received)
         except StoreUnavailable as exc:
             self._degraded = True
             self._on_state(f"degraded: {exc}")
+            why = "not stored in time" if isinstance(exc, TooLate) else "database unavailable"
             log.error(
-                "envelope not acked: database unavailable",
-                extra={"envelope": envelope_id, "error": str(exc)},
+                f"envelope not acked: {why}", extra={"envelope": envelope_id, "error": str(exc)}
             )
             return True
         except Exception as exc:  # a bug; CancelledError is no Exception and goes through
@@ -189,6 +205,27 @@ class SocketMode:
         return True
 
 
+async def _read(
+    ws: aiohttp.ClientWebSocketResponse, frames: asyncio.Queue[tuple[float, aiohttp.WSMessage]]
+) -> None:
+    """Read frames as they come, stamped with when they came.
+
+    Reading apart from handling keeps each envelope's true age while it waits behind a
+    slow one (ack deadlines count from here), and keeps answering Slack's pings while
+    the handler waits for the database.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        # receive(), not ``async for``, which swallows the close frame and its reason.
+        try:
+            message = await ws.receive()
+        except Exception as exc:
+            message = aiohttp.WSMessage(aiohttp.WSMsgType.ERROR, exc, None)
+        frames.put_nowait((loop.time(), message))
+        if message.type in _ENDED:
+            return
+
+
 _WS = aiohttp.WSMsgType
 _ENDED = frozenset({_WS.CLOSE, _WS.CLOSING, _WS.CLOSED, _WS.ERROR})
 
@@ -210,6 +247,6 @@ def _log_end(message: aiohttp.WSMessage) -> None:
 def _type_of(data: str) -> str | None:
     try:
         frame = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return frame.get("type") if isinstance(frame, dict) else None

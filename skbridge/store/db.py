@@ -24,13 +24,22 @@ from typing import Any
 
 import aiosqlite
 
-from skbridge.errors import StoreError, StoreUnavailable, StoreUnusable, Unstorable
+from skbridge.errors import (
+    StoreError,
+    StoreUnavailable,
+    StoreUnusable,
+    TooLate,
+    Unstorable,
+)
 from skbridge.store import files
 from skbridge.store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5_000
+"""How long a write waits for another process's lock (without a deadline)."""
+BUSY_SLICE_MS = 50
+"""The writer's SQLite busy timeout: one slice of that wait, so a deadline can end it."""
 _UNAVAILABLE = ("full", "locked", "readonly", "read-only", "disk i/o", "unable to open", "busy")
 
 Row = sqlite3.Row
@@ -119,6 +128,7 @@ class Database:
             raise _open_failed(path, exc) from exc
         try:
             await _migrate(writer, path)
+            await writer.execute(f"PRAGMA busy_timeout = {BUSY_SLICE_MS}")
             reader = await _connect(path)
         except BaseException as exc:
             await _close_quietly(writer)
@@ -133,24 +143,56 @@ class Database:
             await self._writer.close()
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Tx]:
-        """A write transaction (``BEGIN IMMEDIATE``), committed when the block ends."""
-        async with self._lock:
-            try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise translate(exc) from exc
-            except asyncio.CancelledError:
-                # BEGIN still runs in aiosqlite's thread: undo it there, right after it.
-                await _discard(self._writer)
-                raise
+    async def write(self, deadline: float | None = None) -> AsyncIterator[Tx]:
+        """A write transaction (``BEGIN IMMEDIATE``), committed when the block ends.
+
+        With a ``deadline`` (on the event loop's clock) the transaction is given up rather
+        than committed late: :class:`TooLate` when the database stays busy until then, or
+        when the work inside ends after it. Without one, a busy database is waited for
+        ``BUSY_TIMEOUT_MS``.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise TooLate("the database was busy until the ack deadline") from None
+        try:
+            await self._begin(deadline)
             try:
                 yield Tx(self._writer)
+                if deadline is not None and loop.time() > deadline:
+                    raise TooLate("the work ended after the ack deadline")
                 await self._writer.commit()
             except BaseException as exc:
                 await _rollback(self._writer)
                 if isinstance(exc, sqlite3.Error):
                     raise translate(exc) from exc
+                raise
+        finally:
+            self._lock.release()
+
+    async def _begin(self, deadline: float | None) -> None:
+        """``BEGIN IMMEDIATE``, retried while another process holds the write lock.
+
+        The writer's own busy timeout is short (``BUSY_SLICE_MS``), so the wait can end
+        at a deadline rather than when SQLite's timer does.
+        """
+        loop = asyncio.get_running_loop()
+        limit = loop.time() + BUSY_TIMEOUT_MS / 1000 if deadline is None else deadline
+        while True:
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.Error as exc:
+                if not _busy(exc) or loop.time() >= limit:
+                    error = translate(exc)
+                    if deadline is not None and isinstance(error, StoreUnavailable):
+                        raise TooLate(f"{exc} until the ack deadline") from exc
+                    raise error from exc
+            except asyncio.CancelledError:
+                # BEGIN still runs in aiosqlite's thread: undo it there, right after it.
+                await _discard(self._writer)
                 raise
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
@@ -182,6 +224,10 @@ class Database:
     async def integrity_check(self) -> str:
         row = await self.one("PRAGMA integrity_check")
         return str(row[0]) if row else "no answer"
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _open_failed(path: Path, exc: sqlite3.Error | OSError) -> StoreError:

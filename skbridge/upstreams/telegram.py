@@ -95,7 +95,7 @@ class Telegram:
             raise Ambiguous("transport", f"{method}: {type(exc).__name__}") from exc
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
             body = {}
         if response.status_code == 200 and body.get("ok"):
             return body.get("result")
