@@ -41,8 +41,9 @@ from skbridge.core.text import (
     slack_to_plain,
     split_text,
 )
-from skbridge.errors import Ambiguous, Permanent, Retryable
+from skbridge.errors import MaybeSent, NotSent, RateLimited, Refused
 from skbridge.ids import ChannelId, ConversationId, MessageTs, SlackUserId, SourceName
+from skbridge.slack import errors as slack_errors
 from skbridge.slack import messages
 from skbridge.slack.web import SlackChannel, SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
@@ -54,9 +55,6 @@ from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Agent, Upstream
 
 log = logging.getLogger(__name__)
-
-_GONE = ("is_archived", "channel_not_found")
-"""Post errors that mean the conversation's channel is no longer usable."""
 
 
 class Deliverer:
@@ -119,7 +117,7 @@ class Deliverer:
             case PostNotice():
                 await self._notice(row, conv, op, suspect)
                 return await self._finish(row)
-        raise Permanent("unknown_op", row.kind)
+        raise Refused("unknown_op", row.kind)
 
     async def park(self, row: OutboxRow, error: str) -> list[OutboxRow]:
         """Set ``row`` aside; dispatch hears what it was, why, and can send it again."""
@@ -152,7 +150,7 @@ class Deliverer:
     async def _conversation(self, conv_id: ConversationId | None) -> Conversation:
         conv = await q.conversation(self._db, conv_id) if conv_id is not None else None
         if conv is None:
-            raise Permanent("no_conversation", f"conversation {conv_id} is missing")
+            raise Refused("no_conversation", f"conversation {conv_id} is missing")
         return conv
 
     async def _finish(
@@ -198,7 +196,7 @@ class Deliverer:
                 continue
             try:
                 return await self._web.create_channel(name)
-            except Permanent as exc:
+            except Refused as exc:
                 if exc.code != "name_taken":
                     raise
             if suspect:
@@ -211,7 +209,7 @@ class Deliverer:
                 ):
                     log.info("adopting channel from a lost create", extra={"channel": found.id})
                     return found
-        raise Permanent("no_free_name", f"no free channel name for conversation {conv.id}")
+        raise Refused("no_free_name", f"no free channel name for conversation {conv.id}")
 
     async def _reopen(
         self,
@@ -225,7 +223,7 @@ class Deliverer:
         if previous and self._web.can_unarchive:
             try:
                 await self._web.unarchive(previous)
-            except Permanent as exc:
+            except Refused as exc:
                 log.warning(
                     "cannot unarchive; continuing in a new channel",
                     extra={"channel": previous, "error": exc.code},
@@ -250,7 +248,7 @@ class Deliverer:
 
     def _live_channel(self, conv: Conversation) -> ChannelId:
         if conv.channel_id is None:
-            raise Permanent("no_channel", f"the channel for conversation {conv.id} was not created")
+            raise Refused("no_channel", f"the channel for conversation {conv.id} was not created")
         return conv.channel_id
 
     # --- messages ------------------------------------------------------------------------------
@@ -265,8 +263,8 @@ class Deliverer:
             extra = {"username": op.name, "icon_url": op.avatar_url}
             try:
                 await self._post(channel, chunk, key, suspect, row, **extra)
-            except Permanent as exc:
-                if exc.code not in _GONE:
+            except Refused as exc:
+                if exc.code not in slack_errors.CHANNEL_GONE:
                     raise
                 # The channel was archived or deleted and we missed the event: reopen now.
                 log.info("channel unusable; reopening", extra={"channel": channel})
@@ -289,7 +287,7 @@ class Deliverer:
         self, message: tuple[str, list[dict[str, Any]]], key: str, suspect: bool, row: OutboxRow
     ) -> tuple[ChannelId, MessageTs]:
         if self._ws.dispatch is None:
-            raise Retryable("no_dispatch_channel", "the dispatch channel is not resolved")
+            raise NotSent("no_dispatch_channel", "the dispatch channel is not resolved")
         text, blocks = message
         channel = self._ws.dispatch.id
         return channel, await self._post(channel, text, key, suspect, row, blocks=blocks)
@@ -306,8 +304,8 @@ class Deliverer:
             try:
                 await self._web.update(kind.notice_channel, kind.notice_ts, text, blocks=blocks)
                 return
-            except Permanent as exc:
-                if exc.code not in (*_GONE, "message_not_found", "cant_update_message"):
+            except Refused as exc:
+                if exc.code not in slack_errors.POST_GONE:
                     raise
         channel, ts = await self._post_dispatch((text, blocks), f"{row.id}", suspect, row)
         await persist(
@@ -334,8 +332,8 @@ class Deliverer:
                 )
                 key = f"{row.id}" if index == 0 else f"{row.id}.{index}"
                 await self._post(channel, chunk, key, suspect, row, blocks=blocks, **extra)
-        except Permanent as exc:
-            if exc.code not in _GONE:
+        except Refused as exc:
+            if exc.code not in slack_errors.CHANNEL_GONE:
                 raise
             log.info("notice dropped: channel archived", extra={"row": row.id})
 
@@ -351,7 +349,7 @@ class Deliverer:
         for user in dict.fromkeys(u for u in users if u != bot):
             try:
                 await self._web.invite(channel, [user])
-            except Permanent as exc:
+            except Refused as exc:
                 log.warning(
                     "invite failed", extra={"channel": channel, "user": user, "error": exc.code}
                 )
@@ -368,11 +366,11 @@ class Deliverer:
     async def _invite_clicker(self, op: InviteToChannel) -> None:
         try:
             await self._web.invite(op.channel_id, [op.user_id])
-        except Permanent as exc:
+        except Refused as exc:
             if exc.code == "not_in_channel":
                 await self._web.join(op.channel_id)
                 await self._web.invite(op.channel_id, [op.user_id])
-            elif exc.code in _GONE and self._ws.dispatch:
+            elif exc.code in slack_errors.CHANNEL_GONE and self._ws.dispatch:
                 await self._web.post_ephemeral(
                     self._ws.dispatch.id, op.user_id, messages.JOIN_ARCHIVED
                 )
@@ -391,7 +389,7 @@ class Deliverer:
         """
         upstream = self._upstreams.get(conv.source)
         if upstream is None:
-            raise Permanent("no_upstream", f"source {conv.source} is not configured")
+            raise Refused("no_upstream", f"source {conv.source} is not configured")
         parts = await q.reply_parts(self._db, row.id)
         in_flight = {p.idx: "uncertain" for p in parts if p.state == "sending"}
         if in_flight or (suspect and not parts and row.state == "sending"):
@@ -408,13 +406,13 @@ class Deliverer:
             new, sent = [], {}
             try:
                 await upstream.send(conv.upstream_id, part.body, agent)
-            except Ambiguous as exc:
+            except MaybeSent as exc:
                 marks = {part.idx: "uncertain"}
                 return await self._settle(row, conv, op, "uncertain", str(exc), marks)
-            except Retryable:
+            except (NotSent, RateLimited):
                 await self._mark_parts(row, {part.idx: "pending"})
                 raise
-            except Permanent as exc:
+            except Refused as exc:
                 marks = {part.idx: "failed"}
                 return await self._settle(row, conv, op, "failed", exc.detail, marks)
             sent = {part.idx: "done"}

@@ -12,13 +12,15 @@ that talks to the foreign system, with ``raise ... from exc``::
     │   └── StoreUnusable           the file needs the operator (damaged, empty, unwritable
     │                               at start, newer schema): no retry helps; exit 78
     └── DeliveryError               a call to Slack or an upstream failed
-        ├── Retryable               worth trying again (429, 5xx, network)
-        │   ├── RateLimited         the server asked us to wait ``retry_after`` seconds
-        │   └── Ambiguous           the request may have taken effect (timeout, reset, 5xx)
-        └── Permanent               trying again will not help (e.g. channel_not_found)
+        ├── NotSent                 it certainly had no effect; try again later
+        ├── MaybeSent               it may have taken effect (timeout, reset, 5xx)
+        ├── RateLimited             refused for now: wait ``retry_after`` seconds
+        └── Refused                 refused for good (channel_not_found, 403)
 
-``Ambiguous`` is the dangerous one: a blind retry can deliver twice, so callers must
-look before they retry (Slack) or ask a human (upstreams without idempotency).
+The four outcomes of a call are siblings, one meaning each, so the order of
+``except`` clauses never matters. ``MaybeSent`` is the dangerous one: a blind retry can
+deliver twice, so callers must look before they retry (Slack) or ask a person
+(upstreams without idempotency).
 """
 
 from __future__ import annotations
@@ -93,21 +95,22 @@ class DeliveryError(SkbridgeError):
         self.detail = detail
 
 
-class Retryable(DeliveryError):
-    """Trying again later may succeed, and the request certainly had no effect."""
+class NotSent(DeliveryError):
+    """The request certainly had no effect (refused connection, an error before sending):
+    trying again later may succeed."""
 
 
-class RateLimited(Retryable):
-    """The server asked us to wait before trying again."""
+class MaybeSent(DeliveryError):
+    """The request may or may not have taken effect (timeout, reset, 5xx)."""
+
+
+class RateLimited(DeliveryError):
+    """The server refused the request for now and asked us to wait before trying again."""
 
     def __init__(self, retry_after: float, detail: str = "") -> None:
         super().__init__("ratelimited", detail)
         self.retry_after = retry_after
 
 
-class Ambiguous(Retryable):
-    """The request may or may not have taken effect (timeout, reset, 5xx)."""
-
-
-class Permanent(DeliveryError):
-    """Trying again will not help."""
+class Refused(DeliveryError):
+    """The other side said no, for good: trying again will not help."""

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from skbridge import retry
 from skbridge.core import rules
 from skbridge.core.model import (
     ChannelEvent,
@@ -29,11 +28,12 @@ from skbridge.core.model import (
     op_from_row,
 )
 from skbridge.core.text import escape_unencodable
-from skbridge.errors import StoreUnavailable, Unstorable
+from skbridge.errors import Unstorable
 from skbridge.ids import ChannelId, SourceName
 from skbridge.slack import envelopes
 from skbridge.store import queries as q
 from skbridge.store.db import Database, Tx
+from skbridge.store.persist import until_stored
 from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Arrival
 
@@ -74,20 +74,12 @@ class Intake:
         self, source: SourceName, arrivals: list[Arrival], cursor: str | None
     ) -> None:
         """Store a batch and the source's new cursor; waits out a full or locked database."""
-        failures = 0
-        while True:
-            try:
-                rows = await self._store_batch_or_park(source, arrivals, cursor)
-            except StoreUnavailable as exc:
-                failures += 1
-                self._on_store_state(str(exc))
-                log.error("database unavailable; holding upstream", extra={"error": str(exc)})
-                await retry.wait(retry.STORE.delay(failures))
-                continue
-            if failures:
-                self._on_store_state(None)
-            self._submit(rows)
-            return
+        rows = await until_stored(
+            lambda: self._store_batch_or_park(source, arrivals, cursor),
+            what="upstream batch",
+            on_problem=self._on_store_state,
+        )
+        self._submit(rows)
 
     async def _store_batch_or_park(
         self, source: SourceName, arrivals: list[Arrival], cursor: str | None

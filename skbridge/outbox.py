@@ -19,10 +19,10 @@ from typing import Protocol
 
 from skbridge import retry
 from skbridge.errors import (
-    Ambiguous,
-    Permanent,
+    MaybeSent,
+    NotSent,
     RateLimited,
-    Retryable,
+    Refused,
     StoreUnavailable,
     StoreUnusable,
 )
@@ -30,6 +30,7 @@ from skbridge.health import Health
 from skbridge.ids import OutboxId
 from skbridge.store import queries as q
 from skbridge.store.db import Database
+from skbridge.store.persist import persist, until_stored
 from skbridge.store.queries import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -159,11 +160,11 @@ class Outbox:
                 continue
             except StoreUnusable:
                 raise  # a damaged database is no item's fault: the daemon stops for the operator
-            except Permanent as exc:
+            except Refused as exc:
                 await self._park(row, _describe(exc))
                 return
-            except Retryable as exc:
-                if isinstance(exc, Ambiguous):
+            except (NotSent, MaybeSent) as exc:
+                if isinstance(exc, MaybeSent):
                     self._suspect.add(row.id)
                 failures += 1
                 await self._back_off(row, _describe(exc), failures)
@@ -191,22 +192,14 @@ class Outbox:
         await retry.wait(delay, wake=self._health.recovered)
 
     async def _exhausted(self, row: OutboxRow, error: str) -> bool:
-        while True:
-            try:
-                async with self._db.write() as tx:
-                    attempts = await q.record_attempt(tx, row.id, error)
-                return self._policy.exhausted(attempts)
-            except StoreUnavailable:
-                await retry.wait(retry.STORE.delay(1))
+        attempts = await persist(
+            self._db, lambda tx: q.record_attempt(tx, row.id, error), what="failed attempt"
+        )
+        return self._policy.exhausted(attempts)
 
     async def _park(self, row: OutboxRow, error: str) -> None:
         log.error("delivery parked", extra={"row": row.id, "kind": row.kind, "error": error})
-        while True:
-            try:
-                follow_ups = await self._executor.park(row, error)
-                break
-            except StoreUnavailable:
-                await retry.wait(retry.STORE.delay(1))
+        follow_ups = await until_stored(lambda: self._executor.park(row, error), what="parking")
         self._suspect.discard(row.id)
         self.submit(follow_ups)
 

@@ -28,13 +28,14 @@ from skbridge import logs, retry
 from skbridge.config import Config, load_config, secrets
 from skbridge.core.model import ReportOutage
 from skbridge.deliver import Deliverer
-from skbridge.errors import ConfigError, DeliveryError, Permanent, StoreUnavailable
+from skbridge.errors import ConfigError, DeliveryError, Refused, StoreUnavailable
 from skbridge.gravatar import Gravatar
 from skbridge.health import Health, Outage
 from skbridge.ids import SourceName
 from skbridge.intake import Intake, cursor_key
 from skbridge.notify import Notifier
 from skbridge.outbox import Outbox
+from skbridge.slack import errors as slack_errors
 from skbridge.slack.socket import SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
@@ -265,10 +266,10 @@ class Service:
 async def _workspace(web: SlackWeb, config: Config) -> Workspace:
     try:
         return await Workspace.connect(web, config.slack.dispatch_channel)
-    except Permanent as exc:
-        if exc.code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+    except Refused as exc:
+        if exc.code in slack_errors.BAD_TOKEN:
             raise ConfigError("slack.bot_token", f"Slack refused it ({exc.code})") from None
-        if exc.code == "missing_scope":
+        if exc.code in slack_errors.MISSING_SCOPE:
             raise ConfigError(
                 "slack", "the app lacks a scope; reinstall it from the manifest"
             ) from None
@@ -308,7 +309,7 @@ async def _until_connected(
     while not stop.is_set():
         try:
             return await attempt()
-        except Permanent as exc:
+        except Refused as exc:
             if exc.code == "http_401":
                 raise ConfigError(f"sources.{what}.bot_token", "refused as unauthorized") from None
             raise

@@ -24,8 +24,9 @@ import httpx
 
 from skbridge import logs
 from skbridge.config import Config, SlackConfig, secrets
-from skbridge.errors import DeliveryError, Permanent, StoreError, StoreUnusable
+from skbridge.errors import DeliveryError, Refused, StoreError, StoreUnusable
 from skbridge.ops.readonly import connect_read_only, refuse_damage
+from skbridge.slack import errors as slack_errors
 from skbridge.slack.manifest import BOT_SCOPES, USER_SCOPES
 from skbridge.slack.web import Identity, SlackWeb
 from skbridge.slack.workspace import find_dispatch
@@ -37,7 +38,6 @@ T = TypeVar("T")
 
 REINSTALL = "reinstall the app from `skbridge manifest`"
 HELLO_TIMEOUT = 10.0
-_REFUSED = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired")
 
 
 class Verdict(StrEnum):
@@ -145,13 +145,13 @@ async def _slack(
 
 def _bot_token_failure(exc: DeliveryError, config: SlackConfig) -> Result:
     name = "slack bot token"
-    if not isinstance(exc, Permanent):
+    if not isinstance(exc, Refused):
         return fail(name, _unreachable(exc, config), "check the network and slack.api_url")
     fix = (
         "copy the Bot User OAuth Token (xoxb-...) from the app's Install App page "
         "into slack.bot_token"
     )
-    if exc.code not in _REFUSED:
+    if exc.code not in slack_errors.BAD_TOKEN:
         fix = REINSTALL
     return fail(name, f"Slack refused it ({exc.code})", fix)
 
@@ -167,7 +167,7 @@ async def _app_token(web: SlackWeb, session: aiohttp.ClientSession) -> Result:
     name = "slack app token"
     url = await _attempt(web.socket_url())
     if isinstance(url, DeliveryError):
-        if isinstance(url, Permanent):
+        if isinstance(url, Refused):
             return fail(
                 name,
                 f"Slack refused to open Socket Mode ({url.code})",
@@ -207,7 +207,7 @@ async def _user_token(config: SlackConfig, session: aiohttp.ClientSession) -> Re
     as_user = SlackWeb(config.model_copy(update={"bot_token": config.user_token}), session)
     identity = await _attempt(as_user.auth_test())
     if isinstance(identity, DeliveryError):
-        if isinstance(identity, Permanent):
+        if isinstance(identity, Refused):
             return fail(
                 name,
                 f"Slack refused it ({identity.code})",
@@ -225,7 +225,7 @@ async def _dispatch(web: SlackWeb, name_or_id: str) -> Result:
     name = "dispatch channel"
     try:
         channel = await find_dispatch(web, name_or_id)
-    except Permanent as exc:
+    except Refused as exc:
         return fail(name, f"Slack refused to look it up ({exc.code})", REINSTALL)
     except DeliveryError as exc:
         return fail(name, f"cannot look it up ({exc})", "check the network")
@@ -291,7 +291,7 @@ async def _upstream(upstream: Upstream) -> Result:
     key = f"sources.{upstream.name}.bot_token"
     try:
         return ok(name, await upstream.check())
-    except Permanent as exc:
+    except Refused as exc:
         return fail(
             name,
             f"{upstream.label} refused the token ({exc})",

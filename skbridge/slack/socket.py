@@ -26,7 +26,8 @@ from typing import Any
 import aiohttp
 
 from skbridge import retry
-from skbridge.errors import ConfigError, DeliveryError, Permanent, StoreUnavailable, TooLate
+from skbridge.errors import ConfigError, DeliveryError, Refused, StoreUnavailable, TooLate
+from skbridge.slack import errors as slack_errors
 from skbridge.slack.web import SlackWeb
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ Parker = Callable[[Envelope, str], Awaitable[None]]
 """Sets an envelope aside, durably, with an error; raises when the database cannot."""
 
 HELLO_TIMEOUT = 30.0
-_BACK_OFF = {"too_many_websockets", "link_disabled"}
-_BAD_TOKEN = {"invalid_auth", "not_authed", "not_allowed_token_type", "token_revoked"}
 
 
 class SocketMode:
@@ -73,7 +72,7 @@ class SocketMode:
                 url = await self._open_url()
                 await self._connection(url)
                 failures = 0
-                if self._disconnect_reason in _BACK_OFF:
+                if self._disconnect_reason in slack_errors.SOCKET_REFUSED:
                     # Another instance holds the connections, or Socket Mode was turned off.
                     failures = 3
                     log.error(
@@ -97,8 +96,8 @@ class SocketMode:
     async def _open_url(self) -> str:
         try:
             return await self._web.socket_url()
-        except Permanent as exc:
-            if exc.code in _BAD_TOKEN:
+        except Refused as exc:
+            if exc.code in slack_errors.BAD_TOKEN:
                 raise ConfigError("slack.app_token", f"Slack refused it ({exc.code})") from None
             raise
 

@@ -19,10 +19,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from skbridge.config import SlackConfig
-from skbridge.errors import Ambiguous, DeliveryError, Permanent, RateLimited, Retryable
+from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
 from skbridge.health import Health
 from skbridge.ids import ChannelId, MessageTs, SlackUserId
 from skbridge.pacing import Pacer
+from skbridge.slack import errors as slack_errors
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ POST_BURST = 3
 CREATE_BURST = 3
 
 # Slack errors that mean "our fault, try again later" rather than "your request is bad".
-_TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +105,10 @@ class SlackWeb:
         """Call ``method``; returns the response body or raises a DeliveryError."""
         try:
             response = await self._request(method, client or self._bot, params)
-        except (RateLimited, Permanent):
+        except (RateLimited, Refused):
             self._health.answered(SYSTEM)
             raise
-        except Retryable as exc:
+        except (NotSent, MaybeSent) as exc:
             self._health.failed(SYSTEM, exc.code)
             raise
         self._health.answered(SYSTEM)
@@ -128,12 +128,12 @@ class SlackWeb:
         except SlackApiError as exc:
             raise _translate_api_error(method, exc) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise Retryable("connect_failed", f"{method}: {exc.os_error}") from exc
+            raise NotSent("connect_failed", f"{method}: {exc.os_error}") from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise Ambiguous("timeout", method) from exc
+            raise MaybeSent("timeout", method) from exc
         except (aiohttp.ClientError, AttributeError, ValueError) as exc:
             # AttributeError/ValueError: slack_sdk choking on a non-JSON error page.
-            raise Ambiguous("transport", f"{method}: {type(exc).__name__}") from exc
+            raise MaybeSent("transport", f"{method}: {type(exc).__name__}") from exc
 
     # --- identity and people -----------------------------------------------------------
 
@@ -227,17 +227,17 @@ class SlackWeb:
         """Invite users; those already in the channel are not an error."""
         try:
             await self._call("conversations.invite", channel=channel_id, users=",".join(users))
-        except Permanent as exc:
+        except Refused as exc:
             if exc.code != "already_in_channel":
                 raise
 
     async def unarchive(self, channel_id: ChannelId) -> None:
         """Unarchive with the user token (bot tokens cannot); then the bot rejoins."""
         if self._user is None:
-            raise Permanent("not_allowed_token_type", "no user token configured")
+            raise Refused("not_allowed_token_type", "no user token configured")
         try:
             await self._call("conversations.unarchive", client=self._user, channel=channel_id)
-        except Permanent as exc:
+        except Refused as exc:
             if exc.code != "not_archived":
                 raise
         await self.join(channel_id)
@@ -356,6 +356,6 @@ def _translate_api_error(method: str, exc: SlackApiError) -> DeliveryError:
         except ValueError:
             retry_after = 1.0
         return RateLimited(retry_after, method)
-    if status >= 500 or code in _TRANSIENT:
-        return Ambiguous(code, method)
-    return Permanent(code, method)
+    if status >= 500 or code in slack_errors.TRANSIENT:
+        return MaybeSent(code, method)
+    return Refused(code, method)

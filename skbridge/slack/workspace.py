@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 
-from skbridge.errors import ConfigError, Permanent
+from skbridge.errors import ConfigError, Refused
 from skbridge.gravatar import Gravatar
 from skbridge.ids import ChannelId, SlackUserId
 from skbridge.slack.web import Identity, SlackChannel, SlackUser, SlackWeb
@@ -74,7 +74,7 @@ async def find_dispatch(web: SlackWeb, name_or_id: str) -> SlackChannel | None:
         if _CHANNEL_ID.match(name_or_id):
             return await web.channel(ChannelId(name_or_id))
         return await web.find_channel(name_or_id)
-    except Permanent as exc:
+    except Refused as exc:
         if exc.code == "channel_not_found":
             return None
         raise
@@ -114,6 +114,6 @@ class Agents:
         for user_id in user_ids:
             try:
                 names[user_id] = (await self.user(SlackUserId(user_id))).name
-            except Permanent:
+            except Refused:
                 continue
         return names

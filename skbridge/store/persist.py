@@ -1,10 +1,11 @@
 """Waiting out an unavailable store, written once.
 
 Some records must be kept however long the database stays full or locked: that a
-reply went out, that an outage began. :func:`persist` runs a write transaction and,
-when the store cannot take it, waits (``retry.STORE``) and runs it again, forever.
-Callers whose work can be dropped and redone later (Slack envelopes, Telegram
-batches that the source will serve again) do not use it: they stop acknowledging.
+reply went out, that an outage began, a batch Telegram will otherwise serve again.
+:func:`until_stored` runs a piece of storing work and, when the store cannot take it,
+waits (``retry.STORE``) and runs it again, forever; :func:`persist` does so for one
+write transaction. Work that may instead be dropped and redone by its sender (a Slack
+envelope, which is simply not acked) does not use it.
 """
 
 from __future__ import annotations
@@ -21,19 +22,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def persist(
-    db: Database,
-    work: Callable[[Tx], Awaitable[T]],
+def _quiet(problem: str | None) -> None:
+    """The default listener: nobody outside needs to hear of the wait."""
+
+
+async def until_stored(
+    attempt: Callable[[], Awaitable[T]],
     *,
     what: str,
-    on_problem: Callable[[str | None], None] = lambda problem: None,
+    on_problem: Callable[[str | None], None] = _quiet,
 ) -> T:
-    """Run ``work`` in one write transaction, retrying until the store takes it."""
+    """Run ``attempt`` until the store takes it; ``on_problem`` hears the wait and its end."""
     failures = 0
     while True:
         try:
-            async with db.write() as tx:
-                result = await work(tx)
+            result = await attempt()
         except StoreUnavailable as exc:
             failures += 1
             on_problem(str(exc))
@@ -43,3 +46,19 @@ async def persist(
         if failures:
             on_problem(None)
         return result
+
+
+async def persist(
+    db: Database,
+    work: Callable[[Tx], Awaitable[T]],
+    *,
+    what: str,
+    on_problem: Callable[[str | None], None] = _quiet,
+) -> T:
+    """Run ``work`` in one write transaction, retrying until the store takes it."""
+
+    async def attempt() -> T:
+        async with db.write() as tx:
+            return await work(tx)
+
+    return await until_stored(attempt, what=what, on_problem=on_problem)

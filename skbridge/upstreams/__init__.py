@@ -58,8 +58,8 @@ class Upstream(Protocol):
     async def send(self, to: UpstreamUserId, part: str, agent: Agent) -> str:
         """Deliver one part of a reply to the customer; returns the upstream's message ID.
 
-        Raises ``Retryable`` when it certainly did not arrive, ``Ambiguous`` when it
-        may have, ``Permanent`` when it never will.
+        Raises ``NotSent`` when it certainly did not arrive, ``MaybeSent`` when it
+        may have, ``Refused`` when it never will.
         """
 
     async def check(self) -> str:

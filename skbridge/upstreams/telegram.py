@@ -24,7 +24,7 @@ from skbridge import retry
 from skbridge.config import TelegramConfig
 from skbridge.core.model import Customer, CustomerMessage
 from skbridge.core.text import UNENCODABLE, encodable, split_text
-from skbridge.errors import Ambiguous, DeliveryError, Permanent, RateLimited, Retryable
+from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
 from skbridge.pacing import Pacer
@@ -75,10 +75,10 @@ class Telegram:
     async def _call(self, method: str, params: dict[str, Any], seconds: float) -> Any:
         try:
             result = await self._request(method, params, seconds)
-        except (RateLimited, Permanent):
+        except (RateLimited, Refused):
             self._health.answered(self.label)
             raise
-        except Retryable as exc:
+        except (NotSent, MaybeSent) as exc:
             self._health.failed(self.label, exc.code)
             raise
         self._health.answered(self.label)
@@ -90,9 +90,9 @@ class Telegram:
                 f"{self._base}/{method}", json=params, timeout=seconds
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise Retryable("connect_failed", f"{method}: {type(exc).__name__}") from exc
+            raise NotSent("connect_failed", f"{method}: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:  # the request went out; its effect is unknown
-            raise Ambiguous("transport", f"{method}: {type(exc).__name__}") from exc
+            raise MaybeSent("transport", f"{method}: {type(exc).__name__}") from exc
         try:
             body = response.json()
         except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
@@ -104,8 +104,8 @@ class Telegram:
             after = (body.get("parameters") or {}).get("retry_after", 1)
             raise RateLimited(float(after), description)
         if response.status_code >= 500:
-            raise Ambiguous(f"http_{response.status_code}", description)
-        raise Permanent(f"http_{response.status_code}", description)
+            raise MaybeSent(f"http_{response.status_code}", description)
+        raise Refused(f"http_{response.status_code}", description)
 
     async def check(self) -> str:
         me = await self._call("getMe", {}, self._config.request_timeout)
