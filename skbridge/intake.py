@@ -27,6 +27,7 @@ from skbridge.core.model import (
     SlashCommand,
     op_from_row,
 )
+from skbridge.core.states import RESENDABLE, OutboxState
 from skbridge.core.text import escape_unencodable
 from skbridge.errors import Unstorable
 from skbridge.ids import ChannelId, SourceName
@@ -40,12 +41,10 @@ from skbridge.upstreams import Arrival
 log = logging.getLogger(__name__)
 
 Submit = Callable[[list[OutboxRow]], None]
-RESENDABLE = ("uncertain", "failed", "parked")
 UNRETRIED = ("slash_commands", "interactive")
 """Envelope types Slack does not deliver again: an ack after its 3 s deadline is a lie."""
 ACK_BUDGET = 2.0
 """Seconds from reading such an envelope to committing it, well under Slack's 3 s."""
-"""Outbox states a Send again button may act on."""
 
 
 def cursor_key(source: SourceName) -> str:
@@ -303,7 +302,7 @@ class Intake:
             return []
         if isinstance(op, SendToCustomer):
             op = dataclasses.replace(op, resend_of=original.id)
-        await q.set_outbox_state(tx, original.id, "resent", now)
+        await q.set_outbox_state(tx, original.id, OutboxState.RESENT, now)
         log.info("sent again", extra={"row": original.id, "user": click.user_id})
         return await q.enqueue(tx, original.conversation_id, [op], now)
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from skbridge.core import rules
 from skbridge.core.model import (
     ChannelEvent,
     Conversation,
-    ConvState,
     Customer,
     CustomerMessage,
     InviteMembers,
     NotifyDispatch,
+    Op,
     OpenChannel,
     PostCustomerMessage,
     ReopenChannel,
@@ -22,6 +24,14 @@ from skbridge.core.model import (
     op_to_json,
 )
 from skbridge.core.naming import MAX_NAME, channel_names, slugify
+from skbridge.core.states import (
+    CONV_MOVES,
+    OUTBOX_MOVES,
+    RESENDABLE,
+    UNFINISHED,
+    ConvState,
+    OutboxState,
+)
 from skbridge.core.text import escape_for_slack, mentioned_users, slack_to_plain, split_text
 from skbridge.ids import (
     ChannelId,
@@ -190,3 +200,37 @@ def test_split_text_keeps_everything_within_the_limit() -> None:
         "\n", ""
     )
     assert split_text("short", 10) == ["short"]
+
+
+def test_the_outbox_state_machine_is_closed_and_its_sets_follow_from_it() -> None:
+    """Unfinished rows can end in any outcome; only outcomes can be sent again, once."""
+    assert set(OUTBOX_MOVES) == set(OutboxState)
+    assert {OutboxState.PENDING, OutboxState.SENDING} == UNFINISHED
+    assert {OutboxState.UNCERTAIN, OutboxState.FAILED, OutboxState.PARKED} == RESENDABLE
+    assert OUTBOX_MOVES[OutboxState.RESENT] == frozenset()
+
+
+@pytest.mark.parametrize("state", list(ConvState))
+def test_every_move_the_rules_make_is_in_the_conversation_table(state: ConvState) -> None:
+    """From each state, the states the rules choose are ones the table allows."""
+    assert set(CONV_MOVES) == set(ConvState)
+    conv = conversation(state)
+    chosen = {rules.on_customer_message(conv, message()).new_state}
+    for kind in ("archive", "unarchive", "deleted", "rename"):
+        chosen.add(rules.on_channel_event(conv, ChannelEvent(kind, C1, name="x")).new_state)
+    chosen.add(rules.on_parked(OpenChannel(), conv))
+    if ConvState.OPEN in CONV_MOVES[state]:
+        chosen.add(rules.on_channel_ready(conv))
+    assert chosen - {None} <= CONV_MOVES[state]
+
+
+def test_every_op_has_one_handler() -> None:
+    """A new op is one class in the model and one line in the handler table."""
+    from skbridge.deliver import HANDLERS
+
+    assert set(HANDLERS) == set(get_args(Op))
+
+
+def test_a_lost_channel_is_reopened_and_dispatch_told() -> None:
+    plan = rules.on_channel_lost(conversation(ConvState.OPEN))
+    assert plan.ops == (ReopenChannel(C1), NotifyDispatch(reopened=True))

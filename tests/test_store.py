@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from skbridge.core.model import ConvState, Customer, InviteMembers
+from skbridge.core.model import Customer, InviteMembers
+from skbridge.core.states import ConvState
 from skbridge.errors import StoreError, StoreUnavailable, TooLate, Unstorable
 from skbridge.ids import OutboxId, SourceName, UpstreamUserId
 from skbridge.store import queries as q

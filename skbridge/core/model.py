@@ -1,7 +1,9 @@
 """The core's data: conversations, what arrives from either side, and the work it plans.
 
 Work is a list of :data:`Op` values. Each op is stored as an outbox row (``kind`` plus a
-JSON payload) and carried out later by the outbox, in order per conversation.
+JSON payload) and carried out later by the outbox, in order per conversation, by the
+handler that :mod:`skbridge.deliver` lists for its class. A new op is one class here,
+named in :data:`Op`, and one handler there.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
+from skbridge.core.states import ConvState
 from skbridge.ids import (
     ChannelId,
     ConversationId,
@@ -21,18 +23,6 @@ from skbridge.ids import (
     SourceName,
     UpstreamUserId,
 )
-
-
-class ConvState(StrEnum):
-    OPENING = "opening"
-    """The first channel is being created."""
-    OPEN = "open"
-    ARCHIVED = "archived"
-    """The team archived the channel: done for now."""
-    REOPENING = "reopening"
-    """The customer wrote again; the channel is being unarchived or continued."""
-    GONE = "gone"
-    """The channel was deleted; the next message opens a fresh one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,22 +190,8 @@ Op = (
     | ReportOutage
 )
 
-_OP_TYPES: dict[str, type[Any]] = {
-    cls.kind: cls
-    for cls in (
-        OpenChannel,
-        ReopenChannel,
-        PostCustomerMessage,
-        NotifyDispatch,
-        InviteMembers,
-        SendToCustomer,
-        InviteToChannel,
-        PostNotice,
-        ReportParked,
-        ReportInput,
-        ReportOutage,
-    )
-}
+_OP_TYPES: dict[str, type[Any]] = {cls.kind: cls for cls in get_args(Op)}
+"""Op classes by the ``kind`` stored in outbox rows: the union above is the one list."""
 
 
 def op_to_json(op: Op) -> str:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from skbridge.core.model import (
     ChannelEvent,
     Conversation,
-    ConvState,
     CustomerMessage,
     InviteMembers,
     NotifyDispatch,
@@ -22,6 +21,7 @@ from skbridge.core.model import (
     SendToCustomer,
     SlashCommand,
 )
+from skbridge.core.states import CONV_MOVES, ConvState
 from skbridge.core.text import is_blank
 
 NO_POWER = "This channel isn't linked to a customer, your command has no power here!"
@@ -98,3 +98,26 @@ def on_channel_event(conv: Conversation, event: ChannelEvent) -> Plan:
     if event.kind == "rename" and event.name:
         return Plan(new_name=event.name)
     return Plan()
+
+
+def on_channel_ready(conv: Conversation) -> ConvState:
+    """A channel was created, unarchived or continued for ``conv``: it is open."""
+    assert ConvState.OPEN in CONV_MOVES[conv.state], conv.state
+    return ConvState.OPEN
+
+
+def on_channel_lost(conv: Conversation) -> Plan:
+    """A post found the channel archived or deleted although no event said so.
+
+    As when the customer writes to an archived conversation: reopen (or continue) the
+    channel and tell dispatch it was reopened; the post then goes to the new channel.
+    """
+    return Plan(ops=(ReopenChannel(conv.channel_id), NotifyDispatch(reopened=True)))
+
+
+def on_parked(op: Op, conv: Conversation | None) -> ConvState | None:
+    """An op was set aside for good. A channel that could not be created leaves the
+    conversation without one: GONE, so the customer's next message tries again."""
+    if isinstance(op, OpenChannel) and conv is not None:
+        return ConvState.GONE
+    return None

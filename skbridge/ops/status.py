@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from skbridge.core.model import ConvState, SendToCustomer
+from skbridge.core.model import SendToCustomer
+from skbridge.core.states import ConvState
 from skbridge.ops.readonly import connect_read_only
 from skbridge.store import files
 from skbridge.store.queries import OUTAGES, outages_from

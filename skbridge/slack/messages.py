@@ -8,19 +8,10 @@ from typing import Any
 
 from skbridge.core.model import (
     Conversation,
-    InviteMembers,
-    InviteToChannel,
-    NotifyDispatch,
-    Op,
-    OpenChannel,
-    PostCustomerMessage,
-    PostNotice,
-    ReopenChannel,
-    ReportInput,
     ReportOutage,
     ReportParked,
-    SendToCustomer,
 )
+from skbridge.core.states import PartState
 from skbridge.core.text import escape_for_slack
 from skbridge.ids import ChannelId, OutboxId
 from skbridge.slack.envelopes import JOIN_ACTION, RESEND_ACTION
@@ -111,11 +102,11 @@ def uncertain(text: str, reason: str, parts: Sequence[str] = ()) -> str:
 
 
 _PART_STATES = (
-    ("done", "arrived"),
-    ("uncertain", "may or may not have arrived"),
-    ("failed", "was refused"),
-    ("sending", "may or may not have arrived"),
-    ("pending", "was not sent"),
+    (PartState.DONE, "arrived"),
+    (PartState.UNCERTAIN, "may or may not have arrived"),
+    (PartState.FAILED, "was refused"),
+    (PartState.SENDING, "may or may not have arrived"),
+    (PartState.PENDING, "was not sent"),
 )
 
 
@@ -179,34 +170,14 @@ def _clock(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
-def describe(op: Op, conv: Conversation | None) -> tuple[str, str]:
-    """A parked item for people: what it was (a phrase) and what it carried (Slack text)."""
-    who = escape_for_slack(conv.customer_name) if conv else "a customer"
-    where = f" in <#{conv.channel_id}>" if conv and conv.channel_id else ""
-    match op:
-        case PostCustomerMessage():
-            return f"a message from {who}{where}", escape_for_slack(op.text)
-        case SendToCustomer():
-            return f"a reply from <@{op.agent_id}> to {who}{where}", op.text
-        case PostNotice():
-            return f"a notice{where}", op.text
-        case NotifyDispatch():
-            return f"the dispatch notice for {who}{where}", ""
-        case OpenChannel():
-            return f"creating the channel for {who}", ""
-        case ReopenChannel():
-            return f"reopening the channel for {who}", ""
-        case InviteMembers():
-            return f"inviting the owner and auto-invites{where}", ""
-        case InviteToChannel():
-            return f"inviting <@{op.user_id}> to <#{op.channel_id}>", ""
-        case ReportOutage():
-            return f"the notice that {op.system} is back", ""
-        case ReportParked():
-            return "a report of a set-aside item", op.what
-        case ReportInput():
-            return f"the report of {op.what} from {op.origin.capitalize()}", ""
-    return op.kind, ""
+def who(conv: Conversation | None) -> str:
+    """The customer, as Slack text."""
+    return escape_for_slack(conv.customer_name) if conv else "a customer"
+
+
+def where(conv: Conversation | None) -> str:
+    """`` in #channel``, when the conversation has one."""
+    return f" in <#{conv.channel_id}>" if conv and conv.channel_id else ""
 
 
 def with_resend(text: str, row_id: OutboxId) -> Blocks:

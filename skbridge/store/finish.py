@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from skbridge.core.states import OutboxState
 from skbridge.ids import ConversationId, OutboxId
 from skbridge.store import queries as q
 from skbridge.store.db import Database
@@ -21,7 +22,7 @@ from skbridge.store.db import Database
 @dataclass(slots=True)
 class _Mark:
     row_id: OutboxId
-    state: str
+    state: OutboxState
     touch: ConversationId | None
     done: asyncio.Future[None]
 
@@ -34,7 +35,10 @@ class FinishMarks:
         self._committing = False
 
     async def finish(
-        self, row_id: OutboxId, state: str = "done", touch: ConversationId | None = None
+        self,
+        row_id: OutboxId,
+        state: OutboxState = OutboxState.DONE,
+        touch: ConversationId | None = None,
     ) -> None:
         """Return once the row's new state is durable; raises what the commit raised."""
         mark = _Mark(row_id, state, touch, asyncio.get_running_loop().create_future())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from skbridge.core.model import Conversation, ConvState, Customer, Op, op_to_json
+from skbridge.core.model import Conversation, Customer, Op, op_to_json
+from skbridge.core.states import UNFINISHED, ConvState, OutboxState, PartState
 from skbridge.health import Outage
 from skbridge.ids import (
     ChannelId,
@@ -33,7 +34,7 @@ class OutboxRow:
     conversation_id: ConversationId | None
     kind: str
     payload: str
-    state: str
+    state: OutboxState
     attempts: int
     created_at: float
 
@@ -224,12 +225,17 @@ async def update_conversation(
 
 
 async def attach_channel(
-    tx: Tx, conv_id: ConversationId, channel_id: ChannelId, name: str, now: float
+    tx: Tx,
+    conv_id: ConversationId,
+    channel_id: ChannelId,
+    name: str,
+    state: ConvState,
+    now: float,
 ) -> None:
-    """Make ``channel_id`` the conversation's current, open channel."""
+    """Make ``channel_id`` the conversation's current channel, in ``state``."""
     await tx.execute(
         "UPDATE conversations SET channel_id = ?, channel_name = ?, state = ? WHERE id = ?",
-        (channel_id, name, ConvState.OPEN, conv_id),
+        (channel_id, name, state, conv_id),
     )
     await tx.execute(
         "INSERT INTO channels (channel_id, conversation_id, name, created_at) VALUES (?, ?, ?, ?) "
@@ -276,7 +282,7 @@ def _outbox(row: Row) -> OutboxRow:
         conversation_id=None if row[2] is None else ConversationId(row[2]),
         kind=row[3],
         payload=row[4],
-        state=row[5],
+        state=OutboxState(row[5]),
         attempts=row[6],
         created_at=row[7],
     )
@@ -294,14 +300,18 @@ async def enqueue(
             "VALUES (?, ?, ?, ?, ?)",
             (lane, conv_id, op.kind, payload, now),
         )
-        rows.append(OutboxRow(OutboxId(row_id), lane, conv_id, op.kind, payload, "pending", 0, now))
+        row = OutboxRow(
+            OutboxId(row_id), lane, conv_id, op.kind, payload, OutboxState.PENDING, 0, now
+        )
+        rows.append(row)
     return rows
 
 
 async def unfinished(db: Reader) -> list[OutboxRow]:
     """Every pending or in-flight outbox row, oldest first."""
     rows = await db.all(
-        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state IN ('pending', 'sending') ORDER BY id"
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state IN ({_marks(UNFINISHED)}) ORDER BY id",
+        sorted(UNFINISHED),
     )
     return [_outbox(r) for r in rows]
 
@@ -312,9 +322,9 @@ async def outbox_row(db: Reader, row_id: OutboxId) -> OutboxRow | None:
 
 
 async def set_outbox_state(
-    tx: Tx, row_id: OutboxId, state: str, now: float, error: str | None = None
+    tx: Tx, row_id: OutboxId, state: OutboxState, now: float, error: str | None = None
 ) -> None:
-    finished = None if state in ("pending", "sending") else now
+    finished = None if state in UNFINISHED else now
     await tx.execute(
         "UPDATE outbox SET state = ?, finished_at = ?, last_error = coalesce(?, last_error) "
         "WHERE id = ?",
@@ -323,7 +333,11 @@ async def set_outbox_state(
 
 
 async def finish_many(
-    tx: Tx, rows: Sequence[OutboxId], state: str, touched: Sequence[ConversationId], now: float
+    tx: Tx,
+    rows: Sequence[OutboxId],
+    state: OutboxState,
+    touched: Sequence[ConversationId],
+    now: float,
 ) -> None:
     """Mark many rows finished and their conversations active, in two statements."""
     for start in range(0, len(rows), 500):
@@ -340,7 +354,7 @@ async def finish_many(
         )
 
 
-def _marks(values: Sequence[object]) -> str:
+def _marks(values: Collection[object]) -> str:
     return ",".join("?" * len(values))
 
 
@@ -351,15 +365,14 @@ def _marks(values: Sequence[object]) -> str:
 class ReplyPart:
     idx: int
     body: str
-    state: str
-    """``pending``, ``sending``, ``done``, ``uncertain`` or ``failed``."""
+    state: PartState
 
 
 async def reply_parts(db: Reader, row_id: OutboxId) -> list[ReplyPart]:
     rows = await db.all(
         "SELECT idx, body, state FROM reply_parts WHERE outbox_id = ? ORDER BY idx", (row_id,)
     )
-    return [ReplyPart(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+    return [ReplyPart(int(r[0]), str(r[1]), PartState(r[2])) for r in rows]
 
 
 async def add_reply_parts(tx: Tx, row_id: OutboxId, bodies: Sequence[str]) -> list[ReplyPart]:
@@ -367,10 +380,10 @@ async def add_reply_parts(tx: Tx, row_id: OutboxId, bodies: Sequence[str]) -> li
         await tx.execute(
             "INSERT INTO reply_parts (outbox_id, idx, body) VALUES (?, ?, ?)", (row_id, idx, body)
         )
-    return [ReplyPart(idx, body, "pending") for idx, body in enumerate(bodies)]
+    return [ReplyPart(idx, body, PartState.PENDING) for idx, body in enumerate(bodies)]
 
 
-async def set_part_states(tx: Tx, row_id: OutboxId, states: dict[int, str]) -> None:
+async def set_part_states(tx: Tx, row_id: OutboxId, states: Mapping[int, PartState]) -> None:
     for idx, state in states.items():
         await tx.execute(
             "UPDATE reply_parts SET state = ? WHERE outbox_id = ? AND idx = ?",
@@ -409,4 +422,6 @@ async def prune(tx: Tx, now: float, keep_seconds: float) -> None:
     """Forget finished work and old deduplication keys."""
     cutoff = now - keep_seconds
     await tx.execute("DELETE FROM received WHERE received_at < ?", (cutoff,))
-    await tx.execute("DELETE FROM outbox WHERE state = 'done' AND finished_at < ?", (cutoff,))
+    await tx.execute(
+        "DELETE FROM outbox WHERE state = ? AND finished_at < ?", (OutboxState.DONE, cutoff)
+    )

@@ -1,0 +1,172 @@
+"""Posts into Slack: customers' messages, dispatch notices, skbridge's own notices and
+reports. Each is posted once (its key in ``metadata``) and split at Slack's limits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from skbridge.core import rules
+from skbridge.core.model import (
+    Conversation,
+    NotifyDispatch,
+    PostCustomerMessage,
+    PostNotice,
+    ReopenChannel,
+    ReportInput,
+    ReportOutage,
+    ReportParked,
+)
+from skbridge.core.text import SECTION_TEXT_LIMIT, SLACK_TEXT_LIMIT, escape_for_slack, split_text
+from skbridge.deliver import channels
+from skbridge.deliver.context import Context, Handler, live_channel
+from skbridge.errors import Refused
+from skbridge.ids import ChannelId
+from skbridge.slack import errors as slack_errors
+from skbridge.slack import messages
+from skbridge.store import queries as q
+from skbridge.store.persist import persist
+from skbridge.store.queries import OutboxRow
+
+log = logging.getLogger(__name__)
+
+
+async def post_customer_message(
+    ctx: Context, row: OutboxRow, op: PostCustomerMessage, suspect: bool
+) -> list[OutboxRow]:
+    conv = await ctx.conversation(row.conversation_id)
+    channel = live_channel(conv)
+    text = escape_for_slack(op.text) + (" _(edited)_" if op.edited else "")
+    extra = {"username": op.name, "icon_url": op.avatar_url}
+    for index, chunk in enumerate(split_text(text, SLACK_TEXT_LIMIT)):
+        key = f"{row.id}.{index}"
+        try:
+            await ctx.post(channel, chunk, key, suspect, row, **extra)
+        except Refused as exc:
+            if exc.code not in slack_errors.CHANNEL_GONE:
+                raise
+            log.info("channel unusable; reopening", extra={"channel": channel})
+            conv, channel = await _recover(ctx, conv, row, suspect)
+            await ctx.post(channel, chunk, key, suspect, row, **extra)
+    return await ctx.finish(row, touch=conv.id)
+
+
+async def _recover(
+    ctx: Context, conv: Conversation, row: OutboxRow, suspect: bool
+) -> tuple[Conversation, ChannelId]:
+    """The channel was archived or deleted and no event said so: do what the core says."""
+    for step in rules.on_channel_lost(conv).ops:
+        match step:
+            case ReopenChannel(previous_channel=previous):
+                await channels.reopen(ctx, conv, previous, f"{row.id}", suspect, row)
+                conv = await ctx.conversation(conv.id)
+            case NotifyDispatch(reopened=reopened):
+                await notify(ctx, conv, reopened, f"{row.id}:notify", suspect, row)
+    return conv, live_channel(conv)
+
+
+async def notify_dispatch(
+    ctx: Context, row: OutboxRow, op: NotifyDispatch, suspect: bool
+) -> list[OutboxRow]:
+    conv = await ctx.conversation(row.conversation_id)
+    if conv.channel_id is None:
+        # The channel could not be created: that is reported on its own.
+        log.info("no channel; skipped", extra={"row": row.id, "kind": row.kind})
+    else:
+        await notify(ctx, conv, op.reopened, f"{row.id}", suspect, row)
+    return await ctx.finish(row)
+
+
+async def notify(
+    ctx: Context, conv: Conversation, reopened: bool, key: str, suspect: bool, row: OutboxRow
+) -> None:
+    channel = live_channel(conv)
+    url = ctx.workspace.channel_url(channel)
+    message = messages.dispatch(conv, channel, ctx.label(conv), reopened, url)
+    await ctx.post_dispatch(message, key, suspect, row)
+
+
+async def post_notice(
+    ctx: Context, row: OutboxRow, op: PostNotice, suspect: bool
+) -> list[OutboxRow]:
+    """Post a notice, split like customer text; a Send again button goes on the last part."""
+    conv = await ctx.conversation(row.conversation_id)
+    channel = live_channel(conv)
+    limit = SECTION_TEXT_LIMIT if op.resend_of else SLACK_TEXT_LIMIT
+    chunks = split_text(op.text, limit)
+    extra: dict[str, Any] = {}
+    if op.username:
+        extra.update(username=op.username, icon_url=op.icon_url)
+    try:
+        for index, chunk in enumerate(chunks):
+            resend = op.resend_of if index == len(chunks) - 1 else None
+            blocks = messages.with_resend(chunk, resend) if resend else None
+            key = f"{row.id}" if index == 0 else f"{row.id}.{index}"
+            await ctx.post(channel, chunk, key, suspect, row, blocks=blocks, **extra)
+    except Refused as exc:
+        if exc.code not in slack_errors.CHANNEL_GONE:
+            raise
+        log.info("notice dropped: channel archived", extra={"row": row.id})
+    return await ctx.finish(row)
+
+
+async def report_parked(
+    ctx: Context, row: OutboxRow, op: ReportParked, suspect: bool
+) -> list[OutboxRow]:
+    await ctx.post_dispatch(messages.parked(op), f"{row.id}", suspect, row)
+    return await ctx.finish(row)
+
+
+async def report_outage(
+    ctx: Context, row: OutboxRow, op: ReportOutage, suspect: bool
+) -> list[OutboxRow]:
+    await ctx.post_dispatch(messages.outage(op), f"{row.id}", suspect, row)
+    return await ctx.finish(row)
+
+
+async def report_input(
+    ctx: Context, row: OutboxRow, op: ReportInput, suspect: bool
+) -> list[OutboxRow]:
+    """Post the kind's notice the first time; later, update it with the new count."""
+    kind = await persist(
+        ctx.db, lambda tx: q.take_kind_report(tx, op.origin, op.what), what="report"
+    )
+    if kind is not None:
+        message = messages.parked_input(kind)
+        if kind.notice_channel and kind.notice_ts:
+            try:
+                text, blocks = message
+                await ctx.web.update(kind.notice_channel, kind.notice_ts, text, blocks=blocks)
+                return await ctx.finish(row)
+            except Refused as exc:
+                if exc.code not in slack_errors.POST_GONE:
+                    raise
+        channel, ts = await ctx.post_dispatch(message, f"{row.id}", suspect, row)
+        await persist(
+            ctx.db,
+            lambda tx: q.set_kind_notice(tx, op.origin, op.what, channel, ts),
+            what="report",
+        )
+    return await ctx.finish(row)
+
+
+CUSTOMER_MESSAGE = Handler(
+    post_customer_message,
+    lambda op, conv: (
+        f"a message from {messages.who(conv)}{messages.where(conv)}",
+        escape_for_slack(op.text),
+    ),
+)
+DISPATCH_NOTICE = Handler(
+    notify_dispatch,
+    lambda op, conv: (f"the dispatch notice for {messages.who(conv)}{messages.where(conv)}", ""),
+)
+NOTICE = Handler(post_notice, lambda op, conv: (f"a notice{messages.where(conv)}", op.text))
+PARKED_REPORT = Handler(report_parked, lambda op, conv: ("a report of a set-aside item", op.what))
+INPUT_REPORT = Handler(
+    report_input,
+    lambda op, conv: (f"the report of {op.what} from {op.origin.capitalize()}", ""),
+)
+OUTAGE_REPORT = Handler(
+    report_outage, lambda op, conv: (f"the notice that {op.system} is back", "")
+)

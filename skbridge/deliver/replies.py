@@ -1,0 +1,132 @@
+"""Replies to customers, sent by their upstream part by part.
+
+An upstream without idempotency (Telegram) is never re-sent blindly. Each part is
+marked before and after it goes out, so after a crash only the part that was on its
+way is in doubt; an uncertain or refused part is shown in the channel, saying exactly
+which parts arrived, with a button that sends the rest again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from skbridge.core.model import Conversation, PostNotice, SendToCustomer
+from skbridge.core.states import ARRIVED, OutboxState, PartState
+from skbridge.core.text import mentioned_users, slack_to_plain
+from skbridge.deliver.context import Context, Handler
+from skbridge.errors import MaybeSent, NotSent, RateLimited, Refused
+from skbridge.slack import messages
+from skbridge.store import queries as q
+from skbridge.store.db import Tx
+from skbridge.store.persist import persist
+from skbridge.store.queries import OutboxRow
+from skbridge.upstreams import Agent, Upstream
+
+log = logging.getLogger(__name__)
+
+Marks = Mapping[int, PartState]
+
+
+async def send(ctx: Context, row: OutboxRow, op: SendToCustomer, suspect: bool) -> list[OutboxRow]:
+    """Send the reply's parts that are still to go, in order, each once."""
+    conv = await ctx.conversation(row.conversation_id)
+    upstream = ctx.upstreams.get(conv.source)
+    if upstream is None:
+        raise Refused("no_upstream", f"source {conv.source} is not configured")
+    parts = await q.reply_parts(ctx.db, row.id)
+    in_flight = {p.idx: PartState.UNCERTAIN for p in parts if p.state is PartState.SENDING}
+    if in_flight or (suspect and not parts and row.state is OutboxState.SENDING):
+        # The previous run stopped while this was on its way: it may have arrived.
+        reason = "skbridge stopped while sending it"
+        return await _settle(ctx, row, conv, op, OutboxState.UNCERTAIN, reason, in_flight)
+    agent = await ctx.agents.agent(op.agent_id, avatar=upstream.shows_avatar)
+    new: list[str] = []
+    if not parts:
+        new = await _bodies(ctx, op, upstream, agent)
+        parts = [q.ReplyPart(i, body, PartState.PENDING) for i, body in enumerate(new)]
+    sent: Marks = {}
+    for part in (p for p in parts if p.state is PartState.PENDING):
+        await _mark(ctx, row, {**sent, part.idx: PartState.SENDING}, new)
+        new, sent = [], {}
+        try:
+            await upstream.send(conv.upstream_id, part.body, agent)
+        except MaybeSent as exc:
+            marks = {part.idx: PartState.UNCERTAIN}
+            return await _settle(ctx, row, conv, op, OutboxState.UNCERTAIN, str(exc), marks)
+        except (NotSent, RateLimited):
+            await _mark(ctx, row, {part.idx: PartState.PENDING})
+            raise
+        except Refused as exc:
+            marks = {part.idx: PartState.FAILED}
+            return await _settle(ctx, row, conv, op, OutboxState.FAILED, exc.detail, marks)
+        sent = {part.idx: PartState.DONE}
+    log.info("reply sent", extra={"row": row.id, "conversation": conv.id})
+    if not upstream.shows_avatar:  # the channel's copy shows the picture
+        agent = await ctx.agents.agent(op.agent_id)
+    return await _settle(ctx, row, conv, op, OutboxState.DONE, None, sent, agent)
+
+
+async def _mark(ctx: Context, row: OutboxRow, states: Marks, new: Sequence[str] = ()) -> None:
+    """Store new parts (all pending) and then ``states``, in one transaction."""
+
+    async def mark(tx: Tx) -> None:
+        if new:
+            await q.add_reply_parts(tx, row.id, new)
+        await q.set_part_states(tx, row.id, states)
+
+    await persist(ctx.db, mark, what="reply parts")
+
+
+async def _bodies(ctx: Context, op: SendToCustomer, upstream: Upstream, agent: Agent) -> list[str]:
+    """The parts to send: a resend sends what of the original did not arrive."""
+    if op.resend_of is not None:
+        original = await q.reply_parts(ctx.db, op.resend_of)
+        if left := [p.body for p in original if p.state not in ARRIVED]:
+            return left
+    names = await ctx.agents.names(mentioned_users(op.text))
+    return upstream.render(slack_to_plain(op.text, names), agent)
+
+
+async def _settle(
+    ctx: Context,
+    row: OutboxRow,
+    conv: Conversation,
+    op: SendToCustomer,
+    state: OutboxState,
+    reason: str | None,
+    marks: Marks,
+    agent: Agent | None = None,
+) -> list[OutboxRow]:
+    """Record how a send ended and, in the same transaction, what the channel is told.
+
+    The send has happened: its record is kept however long the store takes.
+    """
+
+    async def record(tx: Tx) -> list[OutboxRow]:
+        now = ctx.clock()
+        await q.set_part_states(tx, row.id, marks)
+        parts = [p.state for p in await q.reply_parts(tx, row.id)]
+        if state is OutboxState.DONE:
+            assert agent is not None
+            text = messages.echo(conv, op.text)
+            notice = PostNotice(text=text, username=agent.name, icon_url=agent.avatar_url)
+            warning = None
+        else:
+            tell = messages.uncertain if state is OutboxState.UNCERTAIN else messages.not_delivered
+            warning = tell(op.text, reason or "", parts)
+            notice = PostNotice(text=warning, resend_of=row.id)
+        await q.set_outbox_state(tx, row.id, state, now, warning)
+        await q.update_conversation(tx, conv.id, state=None, now=now)
+        return await q.enqueue(tx, conv.id, [notice], now)
+
+    return await persist(ctx.db, record, what="reply outcome")
+
+
+REPLY = Handler(
+    send,
+    lambda op, conv: (
+        f"a reply from <@{op.agent_id}> to {messages.who(conv)}{messages.where(conv)}",
+        op.text,
+    ),
+)
