@@ -14,53 +14,33 @@ module never puts a secret's value in an error message.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 from pydantic_settings.sources import PydanticBaseSettingsSource
 
+from skbridge.config_types import Section, check_token, empty_is_none
 from skbridge.errors import ConfigError
+from skbridge.upstreams.registry import SOURCES, configured
 
 DEFAULT_CONFIG_PATH = Path("/etc/skbridge/config.toml")
-_PLACEHOLDER = re.compile(r"\.\.\.|^(xoxb|xapp|xoxp)-$|^changeme$|ABC\.\.\.", re.IGNORECASE)
 
 
-def _empty_is_none(value: Any) -> Any:
-    return None if value == "" else value
-
-
-def _check_token(value: SecretStr | None, prefix: str) -> SecretStr | None:
-    if value is None:
-        return None
-    secret = value.get_secret_value().strip()
-    if not secret or _PLACEHOLDER.search(secret):
-        raise ValueError("is a placeholder; set the real token")
-    if prefix and not secret.startswith(prefix):
-        raise ValueError(f"must start with {prefix!r}")
-    return SecretStr(secret)
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SlackConfig(_Section):
+class SlackConfig(Section):
     bot_token: SecretStr
     app_token: SecretStr
-    user_token: Annotated[SecretStr | None, BeforeValidator(_empty_is_none)] = None
+    user_token: Annotated[SecretStr | None, BeforeValidator(empty_is_none)] = None
     dispatch_channel: str = Field(min_length=1)
     channel_prefix: str = Field(default="sk-", pattern=r"^[a-z0-9_\-]{1,20}$")
     api_url: str = "https://slack.com/api/"
@@ -78,17 +58,17 @@ class SlackConfig(_Section):
     @field_validator("bot_token")
     @classmethod
     def _bot(cls, v: SecretStr) -> SecretStr | None:
-        return _check_token(v, "xoxb-")
+        return check_token(v, "xoxb-")
 
     @field_validator("app_token")
     @classmethod
     def _app(cls, v: SecretStr) -> SecretStr | None:
-        return _check_token(v, "xapp-")
+        return check_token(v, "xapp-")
 
     @field_validator("user_token")
     @classmethod
     def _user(cls, v: SecretStr | None) -> SecretStr | None:
-        return _check_token(v, "xoxp-")
+        return check_token(v, "xoxp-")
 
     @field_validator("api_url")
     @classmethod
@@ -96,50 +76,34 @@ class SlackConfig(_Section):
         return v if v.endswith("/") else v + "/"
 
 
-class TelegramConfig(_Section):
-    bot_token: SecretStr
-    api_url: str = "https://api.telegram.org"
-    poll_timeout: int = Field(default=25, ge=0, le=50)
-    """Seconds a getUpdates long poll may wait for news."""
-    reply_format: str = "{agent}: {text}"
-    """How an agent's reply reads in Telegram, which cannot show the agent's avatar."""
-    request_timeout: float = Field(default=15.0, gt=0)
-
-    @field_validator("bot_token")
-    @classmethod
-    def _token(cls, v: SecretStr) -> SecretStr | None:
-        checked = _check_token(v, "")
-        if checked and not re.fullmatch(r"\d+:[A-Za-z0-9_\-]+", checked.get_secret_value()):
-            raise ValueError("is not a Telegram bot token (digits, ':', then letters)")
-        return checked
-
-    @field_validator("reply_format")
-    @classmethod
-    def _format(cls, v: str) -> str:
-        if "{text}" not in v:
-            raise ValueError("must contain {text}")
-        try:
-            v.format(agent="", text="")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError("may only use {agent} and {text}") from exc
-        return v
+def _sources_model() -> type[Section]:
+    fields: dict[str, Any] = {source.name: (source.config | None, None) for source in SOURCES}
+    model: type[Section] = create_model("SourcesConfig", __base__=Section, **fields)
+    return model
 
 
-class SourcesConfig(_Section):
-    telegram: TelegramConfig | None = None
+if TYPE_CHECKING:
+
+    class SourcesConfig(Section):
+        """One optional table per registered source (skbridge.upstreams.registry)."""
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    SourcesConfig = _sources_model()
 
 
-class StoreConfig(_Section):
+class StoreConfig(Section):
     path: Path = Path("/var/lib/skbridge/skbridge.db")
 
 
-class GravatarConfig(_Section):
+class GravatarConfig(Section):
     enabled: bool = True
     url: str = "https://gravatar.com"
     size: int = Field(default=128, ge=16, le=2048)
 
 
-class LogConfig(_Section):
+class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
 
@@ -187,16 +151,17 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         loaded = _Loaded()  # type: ignore[call-arg]  # sources supply the fields
     except ValidationError as exc:
         raise _first_problem(exc) from None
-    if loaded.sources.telegram is None:
-        raise ConfigError("sources", "no upstream configured; add a [sources.telegram] table")
+    if not configured(loaded.sources):
+        tables = " or ".join(f"[sources.{source.name}]" for source in SOURCES)
+        raise ConfigError("sources", f"no upstream configured; add a {tables} table")
     return loaded
 
 
 def secrets(config: Config) -> list[str]:
     """Every token in ``config``, to be masked wherever text is printed or logged."""
     found = [config.slack.bot_token, config.slack.app_token, config.slack.user_token]
-    if config.sources.telegram:
-        found.append(config.sources.telegram.bot_token)
+    for source, section in configured(config.sources):
+        found += [getattr(section, key) for key in source.secrets]
     return [s.get_secret_value() for s in found if s is not None]
 
 

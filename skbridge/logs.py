@@ -15,10 +15,12 @@ import re
 import sys
 from collections.abc import Iterable
 
+from skbridge.upstreams.registry import SOURCES
+
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
-_TOKEN_PATTERNS = re.compile(
-    r"xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|(?<=bot)\d{3,}:[A-Za-z0-9_-]{8,}"
-)
+_SLACK_TOKENS = (r"xox[abposr]-[A-Za-z0-9-]+", r"xapp-[A-Za-z0-9-]+")
+_TOKEN_PATTERNS = re.compile("|".join((*_SLACK_TOKENS, *(s.mask for s in SOURCES))))
+"""Token shapes masked even when nobody registered the value (a library's error text)."""
 _PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 _secrets: set[str] = set()
 

@@ -31,7 +31,6 @@ from skbridge.deliver import Deliverer
 from skbridge.errors import ConfigError, DeliveryError, Refused, StoreUnavailable
 from skbridge.gravatar import Gravatar
 from skbridge.health import Health, Outage
-from skbridge.ids import SourceName
 from skbridge.intake import Intake, cursor_key
 from skbridge.notify import Notifier
 from skbridge.outbox import Outbox
@@ -42,8 +41,7 @@ from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import queries as q
 from skbridge.store.db import Database, Tx
 from skbridge.store.persist import persist
-from skbridge.upstreams import Upstream
-from skbridge.upstreams.telegram import Telegram
+from skbridge.upstreams import Services, registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -116,7 +114,8 @@ class Service:
         if workspace is None:
             return
         gravatar = Gravatar(config.gravatar, http)
-        upstreams = _upstreams(config, http, gravatar, health)
+        services = Services(http, health, avatar_for=gravatar.identicon)
+        upstreams = registry.build(config.sources, services)
         for upstream in upstreams.values():
             if await self._until_connected(upstream.name, upstream.check) is None:
                 return
@@ -276,18 +275,6 @@ async def _workspace(web: SlackWeb, config: Config) -> Workspace:
         raise
 
 
-def _upstreams(
-    config: Config, http: httpx.AsyncClient, gravatar: Gravatar, health: Health
-) -> dict[SourceName, Upstream]:
-    found: dict[SourceName, Upstream] = {}
-    if config.sources.telegram:
-        telegram = Telegram(
-            config.sources.telegram, http, avatar_for=gravatar.identicon, health=health
-        )
-        found[telegram.name] = telegram
-    return found
-
-
 async def _record_outages(
     outages: list[Outage], reports: list[ReportOutage], now: float, tx: Tx
 ) -> list[q.OutboxRow]:
@@ -310,8 +297,10 @@ async def _until_connected(
         try:
             return await attempt()
         except Refused as exc:
-            if exc.code == "http_401":
-                raise ConfigError(f"sources.{what}.bot_token", "refused as unauthorized") from None
+            source = registry.by_name(what)
+            if source is not None and source.refuses(exc):
+                key = f"sources.{source.name}.{source.credentials}"
+                raise ConfigError(key, f"{source.label} refused it ({exc.code})") from None
             raise
         except DeliveryError as exc:
             failures += 1

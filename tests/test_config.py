@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from skbridge.config import load_config
+from skbridge import logs
+from skbridge.config import load_config, secrets
 from skbridge.errors import ConfigError
+from skbridge.upstreams.registry import SOURCES
 
 GOOD = """
 [slack]
@@ -70,6 +73,7 @@ def test_credentials_directory_supplies_secrets(tmp_path: Path) -> None:
         (('dispatch_channel = "support"', "dispatch_channel = 5"), "slack.dispatch_channel", ""),
         (("123456:AAbbCCddEEff", "nope"), "sources.telegram.bot_token", "not a Telegram"),
         (("[sources.telegram]", "[sources.telegram]\npoll_timeout = -1"), "poll_timeout", ""),
+        (("[store]", "[sources.pigeon]\nx = 1\n[store]"), "sources.pigeon", "not a known"),
     ],
 )
 def test_bad_config_names_the_key(
@@ -126,3 +130,19 @@ async def test_run_with_a_refused_token_exits_78(tmp_path: Path) -> None:
         _, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 78
     assert "config error: slack.app_token: Slack refused it (invalid_auth)" in stderr.decode()
+
+
+def test_every_registered_source_declares_a_table_its_secrets_and_their_shape() -> None:
+    """The registry is the one list: each source's secrets are keys of its own table, and
+    its mask finds such a secret inside free text."""
+    for source in SOURCES:
+        assert set(source.secrets) <= set(source.config.model_fields)
+        assert source.credentials in source.config.model_fields
+        assert re.compile(source.mask)
+
+
+def test_secrets_of_every_configured_source_are_masked(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), environ={})
+    assert "123456:AAbbCCddEEff" in secrets(config)
+    logs.add_secrets(secrets(config))
+    assert "123456:AAbbCCddEEff" not in logs.redact("GET /bot123456:AAbbCCddEEff/getMe failed")

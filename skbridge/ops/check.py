@@ -25,14 +25,14 @@ import httpx
 from skbridge import logs
 from skbridge.config import Config, SlackConfig, secrets
 from skbridge.errors import DeliveryError, Refused, StoreError, StoreUnusable
+from skbridge.health import Health
 from skbridge.ops.readonly import connect_read_only, refuse_damage
 from skbridge.slack import errors as slack_errors
 from skbridge.slack.manifest import BOT_SCOPES, USER_SCOPES
 from skbridge.slack.web import Identity, SlackWeb
 from skbridge.slack.workspace import find_dispatch
 from skbridge.store.migrations import MIGRATIONS
-from skbridge.upstreams import Upstream
-from skbridge.upstreams.telegram import Telegram
+from skbridge.upstreams import Services, Source, Upstream, registry
 
 T = TypeVar("T")
 
@@ -83,8 +83,9 @@ async def run_checks(config: Config) -> list[Result]:
     ):
         web = SlackWeb(config.slack, session)
         results = await _slack(config.slack, web, session)
-        for upstream in _upstreams(config, http):
-            results.append(await _upstream(upstream))
+        services = Services(http, Health())
+        for source, section in registry.configured(config.sources):
+            results.append(await _upstream(source, source.build(section, services)))
     results.append(database(config.store.path))
     return results
 
@@ -279,26 +280,16 @@ async def _auto_invite(web: SlackWeb, config: SlackConfig) -> Result:
 # --- upstreams and the database -------------------------------------------------------------
 
 
-def _upstreams(config: Config, http: httpx.AsyncClient) -> list[Upstream]:
-    found: list[Upstream] = []
-    if config.sources.telegram:
-        found.append(Telegram(config.sources.telegram, http))
-    return found
-
-
-async def _upstream(upstream: Upstream) -> Result:
-    name = upstream.name
-    key = f"sources.{upstream.name}.bot_token"
+async def _upstream(source: Source, upstream: Upstream) -> Result:
+    name = source.name
     try:
         return ok(name, await upstream.check())
     except Refused as exc:
         return fail(
-            name,
-            f"{upstream.label} refused the token ({exc})",
-            f"copy the bot token again (for Telegram: from @BotFather) into {key}",
+            name, f"{source.label} refused the {source.credential_word} ({exc})", source.fix
         )
     except DeliveryError as exc:
-        return fail(name, f"cannot reach {upstream.label} ({exc})", "check the network")
+        return fail(name, f"cannot reach {source.label} ({exc})", "check the network")
 
 
 def database(path: Path) -> Result:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from skbridge.core.model import CustomerMessage
+from skbridge.errors import DeliveryError
+from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
+
+if TYPE_CHECKING:
+    import httpx
+
+    from skbridge.config_types import Section
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +72,40 @@ class Upstream(Protocol):
 
     async def check(self) -> str:
         """Ask the source who we are; returns a description for ``skbridge check``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the daemon shares with every upstream it builds."""
+
+    http: httpx.AsyncClient
+    health: Health
+    avatar_for: Callable[[str], str | None] | None = None
+    """A generated picture for a customer without one, from a stable seed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One kind of upstream, as the rest of skbridge knows it: listed once, in
+    :mod:`skbridge.upstreams.registry`, and declared by its own module."""
+
+    name: str
+    """Its table under ``[sources]``, and the :data:`SourceName` of its conversations."""
+    label: str
+    """How people name it (``Telegram``)."""
+    config: type[Section]
+    """Its config table."""
+    secrets: tuple[str, ...]
+    """The keys of that table that are secrets: masked in every log line and output."""
+    mask: str
+    """A regular expression that finds such a secret in free text (library errors)."""
+    credentials: str
+    """The key to name when the source refuses to let us in (``bot_token``)."""
+    credential_word: str
+    """What that key holds, for people (``token``, ``password``)."""
+    fix: str
+    """What to do then, for people (where to get a good one)."""
+    refuses: Callable[[DeliveryError], bool]
+    """Whether an error means the source refused our credentials."""
+    build: Callable[[Any, Services], Upstream]
+    """Make the upstream from its config table."""

@@ -15,20 +15,22 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr, field_validator
 
 from skbridge import retry
-from skbridge.config import TelegramConfig
+from skbridge.config_types import Section, check_token
 from skbridge.core.model import Customer, CustomerMessage
 from skbridge.core.text import UNENCODABLE, encodable, split_text
 from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
 from skbridge.pacing import Pacer
-from skbridge.upstreams import Agent, Arrival, Intake
+from skbridge.upstreams import Agent, Arrival, Intake, Services, Source
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,35 @@ _KINDS = (
     "poll",
     "dice",
 )
+
+
+class TelegramConfig(Section):
+    bot_token: SecretStr
+    api_url: str = "https://api.telegram.org"
+    poll_timeout: int = Field(default=25, ge=0, le=50)
+    """Seconds a getUpdates long poll may wait for news."""
+    reply_format: str = "{agent}: {text}"
+    """How an agent's reply reads in Telegram, which cannot show the agent's avatar."""
+    request_timeout: float = Field(default=15.0, gt=0)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token(cls, v: SecretStr) -> SecretStr | None:
+        checked = check_token(v, "")
+        if checked and not re.fullmatch(r"\d+:[A-Za-z0-9_\-]+", checked.get_secret_value()):
+            raise ValueError("is not a Telegram bot token (digits, ':', then letters)")
+        return checked
+
+    @field_validator("reply_format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        if "{text}" not in v:
+            raise ValueError("must contain {text}")
+        try:
+            v.format(agent="", text="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError("may only use {agent} and {text}") from exc
+        return v
 
 
 class Telegram:
@@ -300,3 +331,26 @@ def _text_of(message: dict[str, Any]) -> str:
         noun = content.replace("_", " ")
         raise Unsupported(noun if noun.endswith(("media", "s")) else f"a {noun}")
     return text
+
+
+def _refuses(exc: DeliveryError) -> bool:
+    return exc.code == "http_401"
+
+
+def _build(config: TelegramConfig, services: Services) -> Telegram:
+    return Telegram(config, services.http, services.avatar_for, services.health)
+
+
+KIND = Source(
+    name=SOURCE,
+    label="Telegram",
+    config=TelegramConfig,
+    secrets=("bot_token",),
+    mask=r"(?<=bot)\d{3,}:[A-Za-z0-9_-]{8,}",
+    credentials="bot_token",
+    credential_word="token",
+    fix="copy the bot token from @BotFather (/mybots, API Token) into sources.telegram.bot_token",
+    refuses=_refuses,
+    build=_build,
+)
+"""Telegram as the registry knows it."""
