@@ -40,7 +40,11 @@ class Running:
         """
         if self.database is not None:
             database = self.database
-            await until(lambda: unfinished_work(database) == 0, timeout, "daemon idle", 0.05)
+            deadline = asyncio.get_running_loop().time() + timeout
+            while await unfinished_work(database):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"not within {timeout:.0f} s: daemon idle")
+                await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)
 
 
@@ -94,7 +98,7 @@ async def bridge(
     """
     if kind == "daemon":
         if seed:
-            seed_database(directory / "skbridge.db", people)
+            await seed_database(directory / "skbridge.db", people)
         child = proc.daemon(write_config(world, directory))
     else:
         child = proc.floor(mode, floor_spec(world, people, directory))

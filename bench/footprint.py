@@ -1,8 +1,8 @@
 """Benchmark 4: memory and start-up with 1k, 10k and 100k stored conversations.
 
 Before the daemon starts, the database is created with the daemon's own migrations and
-filled with open conversations and their channels (plain sqlite3). A few hundred of
-them, spread over the table, also exist in the fake Slack: the load is theirs.
+filled with open conversations and their channels (through the store). A few hundred
+of them, spread over the table, also exist in the fake Slack: the load is theirs.
 
 * ready: from spawning ``python -m skbridge run`` to its ``skbridge.service: ready``
   line (database open, Slack connected, Telegram answered; Socket Mode up);
@@ -52,7 +52,9 @@ async def one_size(size: int, plan: Plan, options: Options, name: str) -> dict[s
         active: list[Customer] = with_channels(w, chosen)
         with tempfile.TemporaryDirectory(prefix="skbench-") as tmp:
             directory = Path(tmp)
-            stored = seed_database(directory / "skbridge.db", active, extra=size - len(active))
+            stored = await seed_database(
+                directory / "skbridge.db", active, extra=size - len(active)
+            )
             assert stored == size
             child = proc.daemon(write_config(w, directory))
             ready = await child.start()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -25,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skbridge.store.migrations import MIGRATIONS
+from skbridge.ids import ChannelId, SourceName
+from skbridge.store import open_store, report, sqlite_url
+from skbridge.store import queries as q
 from skbridge.testing.fake_gravatar import FakeGravatar
 from skbridge.testing.fake_slack import FakeSlack
 from skbridge.testing.fake_slack.web import Request
@@ -219,58 +220,49 @@ def say(world: World, customer: Customer, text: str) -> None:
 # --- the database, seeded before the daemon starts ------------------------------------------
 
 
-def seed_database(
+async def seed_database(
     path: Path,
     people: Iterable[Customer],
     *,
     extra: int = 0,
     extra_start: int = 1_000_000,
 ) -> int:
-    """Create the schema (``MIGRATIONS``) and store open conversations with their channels.
+    """Create the schema (through the store) and store open conversations with their channels.
 
     ``people`` keep the channel IDs they have in the fake Slack; ``extra`` more
     conversations get made-up channels the fake does not know (footprint only: they
     are stored but never touched). Returns the number of conversations stored.
     """
-    now = time.time()
-    conn = sqlite3.connect(path, isolation_level=None)
+    rows = [
+        (SourceName("telegram"), str(c.chat_id), c.name, ChannelId(c.channel_id), c.channel_name)
+        for c in people
+    ]
+    rows += [
+        (
+            SourceName("telegram"),
+            str(extra_start + n),
+            f"Stored {n}",
+            ChannelId(f"CSTORED{n:07d}"),
+            f"sk-stored-{n}",
+        )
+        for n in range(extra)
+    ]
+    store = await open_store(sqlite_url(path))
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        for script in MIGRATIONS:
-            conn.executescript(script)
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-        conn.execute("BEGIN")
-        rows = [(c.chat_id, c.name, c.channel_id, c.channel_name) for c in people]
-        rows += [
-            (extra_start + n, f"Stored {n}", f"CSTORED{n:07d}", f"sk-stored-{n}")
-            for n in range(extra)
-        ]
-        conn.executemany(
-            "INSERT INTO conversations (source, upstream_id, customer_name, channel_id, "
-            "channel_name, state, created_at, last_activity) "
-            "VALUES ('telegram', ?, ?, ?, ?, 'open', ?, ?)",
-            ((str(chat), name, cid, cname, now, now) for chat, name, cid, cname in rows),
-        )
-        conn.execute(
-            "INSERT INTO channels (channel_id, conversation_id, name, members_invited, created_at) "
-            "SELECT channel_id, id, channel_name, 1, created_at FROM conversations"
-        )
-        conn.execute("COMMIT")
+        async with store.write() as tx:
+            await q.seed_open_conversations(tx, rows, time.time())
     finally:
-        conn.close()
+        await store.close()
     return len(rows)
 
 
-def unfinished_work(path: Path) -> int:
-    """Outbox rows the daemon has not finished (read-only look at its database)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+async def unfinished_work(path: Path) -> int:
+    """Outbox rows the daemon has not finished (a read-only look at its database)."""
+    store = await open_store(sqlite_url(path), read_only=True)
     try:
-        row = conn.execute(
-            "SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')"
-        ).fetchone()
-        return int(row[0])
+        return await report.unfinished_count(store)
     finally:
-        conn.close()
+        await store.close()
 
 
 # --- waiting ------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from skbridge.core.text import escape_unencodable
 from skbridge.errors import Unstorable
 from skbridge.ids import ChannelId, SourceName
 from skbridge.slack import envelopes
+from skbridge.store import Store, Tx
 from skbridge.store import queries as q
-from skbridge.store.db import Database, Tx
 from skbridge.store.persist import until_stored
 from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Arrival
@@ -54,7 +54,7 @@ def cursor_key(source: SourceName) -> str:
 class Intake:
     def __init__(
         self,
-        db: Database,
+        db: Store,
         submit: Submit,
         *,
         clock: Callable[[], float] = time.time,
@@ -128,17 +128,14 @@ class Intake:
     async def _arrival_apart(
         self, tx: Tx, source: SourceName, arrival: Arrival, now: float
     ) -> list[OutboxRow]:
-        """One arrival inside a savepoint: a value SQLite refuses parks this arrival only."""
-        await tx.execute("SAVEPOINT arrival")
+        """One arrival inside a savepoint: a value the store refuses parks this arrival only."""
         try:
-            rows = await self._arrival(tx, source, arrival, now)
+            async with tx.savepoint():
+                return await self._arrival(tx, source, arrival, now)
         except Unstorable as exc:
-            await tx.execute("ROLLBACK TO arrival")
             key, raw = escape_unencodable(arrival.key), escape_unencodable(arrival.raw)
             unstorable = Arrival(key, None, raw, str(exc), kind="text that cannot be stored")
-            rows = await self._arrival(tx, source, unstorable, now)
-        await tx.execute("RELEASE arrival")
-        return rows
+            return await self._arrival(tx, source, unstorable, now)
 
     async def _customer_message(self, tx: Tx, msg: CustomerMessage, now: float) -> list[OutboxRow]:
         customer = msg.customer

@@ -28,8 +28,8 @@ from skbridge.errors import (
 )
 from skbridge.health import Health
 from skbridge.ids import OutboxId
+from skbridge.store import Store
 from skbridge.store import queries as q
-from skbridge.store.db import Database
 from skbridge.store.persist import persist, until_stored
 from skbridge.store.queries import OutboxRow
 
@@ -51,7 +51,7 @@ class Executor(Protocol):
 class Outbox:
     def __init__(
         self,
-        db: Database,
+        db: Store,
         executor: Executor,
         *,
         policy: retry.Policy = retry.OUTBOX,

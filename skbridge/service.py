@@ -38,8 +38,8 @@ from skbridge.slack import errors as slack_errors
 from skbridge.slack.socket import SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
+from skbridge.store import Store, Tx, open_store, sqlite_url
 from skbridge.store import queries as q
-from skbridge.store.db import Database, Tx
 from skbridge.store.persist import persist
 from skbridge.upstreams import Services, registry
 
@@ -72,7 +72,7 @@ class Service:
         self._clock = clock
         self._state = "starting"
         self.outbox: Outbox | None = None
-        self.db: Database | None = None
+        self.db: Store | None = None
         self.health = Health(clock)
         logs.add_secrets(secrets(config))
 
@@ -91,7 +91,7 @@ class Service:
 
     async def _run(self) -> None:
         config = self.config
-        db = self.db = await Database.open(config.store.path)
+        db = self.db = await open_store(sqlite_url(config.store.path))
         timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
         try:
             async with (
@@ -104,7 +104,7 @@ class Service:
             log.info("stopped")
 
     async def _serve(
-        self, db: Database, session: aiohttp.ClientSession, http: httpx.AsyncClient
+        self, db: Store, session: aiohttp.ClientSession, http: httpx.AsyncClient
     ) -> None:
         config = self.config
         health = self.health
@@ -215,7 +215,7 @@ class Service:
                 log.warning("housekeeping skipped", extra={"error": str(exc)})
             await asyncio.sleep(HOUSEKEEPING_EVERY)
 
-    async def _watch_health(self, db: Database, outbox: Outbox) -> None:
+    async def _watch_health(self, db: Store, outbox: Outbox) -> None:
         """Keep the running outages in the database; tell dispatch when a long one ends."""
         health = self.health
         while True:

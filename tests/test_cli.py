@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -62,7 +63,7 @@ async def test_status_without_a_database_says_so_and_exits_1(
 ) -> None:
     """Before the daemon's first start there is no database: a clear message, exit 1."""
     config = world.write_config(tmp_path)
-    assert main(["status", "-c", str(config)]) == 1
+    assert await asyncio.to_thread(main, ["status", "-c", str(config)]) == 1
     err = capsys.readouterr().err
     assert f"no database at {tmp_path / 'skbridge.db'}" in err
     assert not (tmp_path / "skbridge.db").exists()

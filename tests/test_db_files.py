@@ -23,9 +23,9 @@ import pytest
 from skbridge.cli import EX_CONFIG, main
 from skbridge.errors import StoreError, StoreUnavailable, StoreUnusable
 from skbridge.ops.check import Verdict, database
-from skbridge.store import db as store_db
-from skbridge.store.db import Database
+from skbridge.store import sqlite as store_db
 from skbridge.store.migrations import MIGRATIONS
+from skbridge.store.sqlite import SqliteStore
 from skbridge.testing.harness import Fakes, say
 
 EXIT_DEADLINE = 20.0
@@ -98,7 +98,7 @@ async def run_daemon(config: Path, prefix: list[str] | None = None) -> tuple[int
 
 
 async def real_database(path: Path) -> None:
-    db = await Database.open(path)
+    db = await SqliteStore.open(path)
     await db.close()
 
 
@@ -176,7 +176,7 @@ async def test_a_failed_open_leaves_no_worker_thread_behind(store: Path) -> None
     random_bytes(store)
     before = set(threading.enumerate())
     with pytest.raises(StoreError):
-        await Database.open(store)
+        await SqliteStore.open(store)
     for thread in set(threading.enumerate()) - before:
         thread.join(timeout=EXIT_DEADLINE)
         assert not thread.is_alive(), thread
@@ -246,10 +246,10 @@ async def test_a_database_locked_by_another_process_is_waited_for_not_refused(
         locker.execute("PRAGMA journal_mode = WAL")
         locker.execute("BEGIN IMMEDIATE")  # holds the write lock the migration needs
         with pytest.raises(StoreUnavailable, match="locked") as refused:
-            await Database.open(store)
+            await SqliteStore.open(store)
         assert not isinstance(refused.value, StoreUnusable)
         locker.execute("ROLLBACK")
-    db = await Database.open(store)
+    db = await SqliteStore.open(store)
     await db.close()
 
 
@@ -280,7 +280,7 @@ async def test_check_names_the_bad_file_and_what_to_do(case: str, store: Path) -
     spoil, problem, advice = BAD_FILES[case]
     await real_database(store)
     spoil(store)
-    result = database(store)
+    result = await database(store)
     assert result.verdict is Verdict.FAIL
     assert result.detail.startswith(f"{store}: ")
     assert problem in result.detail

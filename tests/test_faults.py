@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from skbridge.store import db as store_db
+from skbridge.store import sqlite as store_db
 from skbridge.testing.harness import (
     ADA,
     ALICE,
@@ -156,13 +156,13 @@ async def test_lost_channel_create_is_adopted_not_duplicated(world: Fakes, daemo
 
 
 @pytest.fixture
-def daemon_db(daemon: Daemon) -> store_db.Database:
+def daemon_db(daemon: Daemon) -> store_db.SqliteStore:
     assert daemon.service is not None and daemon.service.db is not None
     return daemon.service.db
 
 
 async def test_disk_full_stops_taking_work_and_recovers(
-    world: Fakes, daemon: Daemon, daemon_db: store_db.Database
+    world: Fakes, daemon: Daemon, daemon_db: store_db.SqliteStore
 ) -> None:
     """With the disk full nothing is confirmed to Telegram; when space returns, all arrives."""
     channel = await first_message(world, "m0")

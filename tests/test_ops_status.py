@@ -117,6 +117,6 @@ async def test_status_json_is_the_same_report(
         "outages": [],
     }
     later = datetime.fromisoformat(last).timestamp() + 185
-    text = to_text(read_status(config_path.parent / "skbridge.db", now=later))
+    text = to_text(await read_status(config_path.parent / "skbridge.db", now=later))
     assert text.endswith(f"last activity  {last} (3 minutes ago)")
     assert "parked work    none\nparked input   none" in text

@@ -46,7 +46,7 @@ async def test_each_kind_of_unreadable_input_is_reported_once_and_counted(
     assert any("paid media from Telegram" in t for t in texts)
     assert any("a message in a group chat from Telegram" in t for t in texts)
 
-    status = read_status(config_path.parent / "skbridge.db")
+    status = await read_status(config_path.parent / "skbridge.db")
     assert status.parked_kinds == {
         "a story from Telegram": 3,
         "a game from Telegram": 1,

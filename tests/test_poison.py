@@ -21,7 +21,7 @@ from skbridge.intake import Intake, cursor_key
 from skbridge.slack import envelopes
 from skbridge.slack.envelopes import Malformed
 from skbridge.store import queries as q
-from skbridge.store.db import Database
+from skbridge.store.sqlite import SqliteStore
 from skbridge.testing.harness import (
     ADA,
     ALICE,
@@ -148,8 +148,8 @@ async def test_unstorable_channel_name_or_ids_are_parked_and_acked(
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "skbridge.db")
+async def db(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    database = await SqliteStore.open(tmp_path / "skbridge.db")
     yield database
     await database.close()
 
@@ -159,7 +159,7 @@ def arrival(n: int, name: str) -> Arrival:
     return Arrival(f"telegram:{n}", CustomerMessage(customer, "hi", str(n)), raw=f'"{name}"')
 
 
-async def test_intake_parks_an_unstorable_arrival_alone(db: Database) -> None:
+async def test_intake_parks_an_unstorable_arrival_alone(db: SqliteStore) -> None:
     """Belt: an arrival its parser let through is parked; the rest and the cursor are stored."""
     submitted: list[q.OutboxRow] = []
     intake = Intake(db, submitted.extend)
@@ -175,7 +175,7 @@ async def test_intake_parks_an_unstorable_arrival_alone(db: Database) -> None:
 
 
 async def test_intake_parks_an_envelope_it_cannot_store(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Belt: an envelope its parser let through with an unstorable value is parked, acked."""
     click = envelopes.JoinClicked(ChannelId(LONE), SlackUserId("U1"))

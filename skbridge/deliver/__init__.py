@@ -35,8 +35,8 @@ from skbridge.deliver.context import Context, Handler
 from skbridge.ids import SourceName
 from skbridge.slack import messages
 from skbridge.slack.workspace import Agents, Workspace
+from skbridge.store import Store
 from skbridge.store import queries as q
-from skbridge.store.db import Database
 from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Upstream
 
@@ -60,7 +60,7 @@ class Deliverer:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         workspace: Workspace,
         agents: Agents,
         upstreams: Mapping[SourceName, Upstream],

@@ -20,8 +20,8 @@ from skbridge.errors import NotSent, Refused
 from skbridge.ids import ChannelId, ConversationId, MessageTs, SourceName
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
+from skbridge.store import Store
 from skbridge.store import queries as q
-from skbridge.store.db import Database
 from skbridge.store.finish import FinishMarks
 from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Upstream
@@ -34,7 +34,7 @@ Message = tuple[str, list[dict[str, Any]]]
 
 @dataclass
 class Context:
-    db: Database
+    db: Store
     workspace: Workspace
     agents: Agents
     upstreams: Mapping[SourceName, Upstream]

@@ -17,8 +17,8 @@ from skbridge.core.text import mentioned_users, slack_to_plain
 from skbridge.deliver.context import Context, Handler
 from skbridge.errors import MaybeSent, NotSent, RateLimited, Refused
 from skbridge.slack import messages
+from skbridge.store import Tx
 from skbridge.store import queries as q
-from skbridge.store.db import Tx
 from skbridge.store.persist import persist
 from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Agent, Upstream

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable
-from contextlib import closing
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -22,16 +20,15 @@ from typing import TypeVar
 import aiohttp
 import httpx
 
-from skbridge import logs
+from skbridge import logs, store
 from skbridge.config import Config, SlackConfig, secrets
-from skbridge.errors import DeliveryError, Refused, StoreError, StoreUnusable
+from skbridge.errors import DeliveryError, Refused
 from skbridge.health import Health
-from skbridge.ops.readonly import connect_read_only, refuse_damage
 from skbridge.slack import errors as slack_errors
 from skbridge.slack.manifest import BOT_SCOPES, USER_SCOPES
 from skbridge.slack.web import Identity, SlackWeb
 from skbridge.slack.workspace import find_dispatch
-from skbridge.store.migrations import MIGRATIONS
+from skbridge.store import url_of
 from skbridge.upstreams import Services, Source, Upstream, registry
 
 T = TypeVar("T")
@@ -86,7 +83,7 @@ async def run_checks(config: Config) -> list[Result]:
         services = Services(http, Health())
         for source, section in registry.configured(config.sources):
             results.append(await _upstream(source, source.build(section, services)))
-    results.append(database(config.store.path))
+    results.append(await database(config.store.path))
     return results
 
 
@@ -292,36 +289,8 @@ async def _upstream(source: Source, upstream: Upstream) -> Result:
         return fail(name, f"cannot reach {source.label} ({exc})", "check the network")
 
 
-def database(path: Path) -> Result:
+async def database(where: Path | str) -> Result:
     """The database opens (if it exists) and the daemon may write where it lives."""
-    name = "database"
-    if not path.exists():
-        existing = next(p for p in path.parents if p.exists())
-        if not os.access(existing, os.W_OK | os.X_OK):
-            return fail(
-                name,
-                f"{path} does not exist and {existing} is not writable by this user",
-                "create the directory for the daemon's user, or change store.path",
-            )
-        return ok(name, f"{path} will be created at start")
-    try:
-        with closing(connect_read_only(path)) as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            refuse_damage(conn, path)
-    except StoreUnusable as exc:
-        return fail(name, f"{path}: {exc.problem}", exc.advice)
-    except StoreError as exc:
-        return fail(name, str(exc), "check store.path and its permissions")
-    if version > len(MIGRATIONS):
-        return fail(
-            name,
-            f"{path} has schema {version}, newer than this skbridge ({len(MIGRATIONS)})",
-            "upgrade skbridge, or restore a backup",
-        )
-    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-        return fail(
-            name,
-            f"{path} or its directory is not writable by this user",
-            "the daemon writes the file and its -wal/-shm files beside it",
-        )
-    return ok(name, f"{path} opens (schema {version} of {len(MIGRATIONS)})")
+    url = url_of(where)
+    usable, detail, fix = await store.engine(url).check(url)
+    return ok("database", detail) if usable else fail("database", detail, fix)

@@ -1,26 +1,24 @@
 """``skbridge status``: what the database says, read-only, safe while the daemon runs.
 
-The file is opened with SQLite's ``mode=ro``: in WAL mode a reader never blocks the
-daemon's writer and sees only committed work. This module never writes, never
-migrates, and never creates a database that is not there.
+The store is opened read-only (for SQLite, ``mode=ro``: in WAL mode such a reader never
+blocks the daemon's writer and sees only committed work). This module never writes,
+never migrates, and never creates a database that is not there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from skbridge.core.model import SendToCustomer
-from skbridge.core.states import ConvState
-from skbridge.ops.readonly import connect_read_only
-from skbridge.store import files
-from skbridge.store.queries import OUTAGES, outages_from
+from skbridge.core.states import ConvState, OutboxState
+from skbridge.store import Reader, open_store, report, url_of
+from skbridge.store import queries as q
+from skbridge.store.queries import outages_from
 
 STATES = (
     ConvState.OPEN,
@@ -60,68 +58,44 @@ class Status:
     """Outside systems failing now, as the daemon last recorded them."""
 
 
-def read_status(path: Path, now: float | None = None) -> Status:
-    with closing(connect_read_only(path)) as conn:
-        try:
-            return _gather(conn, path, time.time() if now is None else now)
-        except sqlite3.Error as exc:
-            raise files.reading_error(path, exc) from exc
+async def read_status(where: Path | str, now: float | None = None) -> Status:
+    """The report on the database at ``where`` (an SQLite file, or a store URL)."""
+    store = await open_store(url_of(where), read_only=True)
+    try:
+        async with store.snapshot() as r:  # every figure from one committed state
+            return await _gather(r, store.where, time.time() if now is None else now)
+    finally:
+        await store.close()
 
 
-def _gather(conn: sqlite3.Connection, path: Path, now: float) -> Status:
-    # One read transaction: every number comes from the same committed state.
-    conn.execute("BEGIN")
-    counts = dict.fromkeys(STATES, 0)
-    for state, count in conn.execute("SELECT state, count(*) FROM conversations GROUP BY 1"):
-        counts[state] = count
-    backlog = {"to_customers": 0, "to_slack": 0}
-    for to_customer, count in conn.execute(
-        "SELECT kind = ?, count(*) FROM outbox WHERE state IN ('pending', 'sending') GROUP BY 1",
-        (SendToCustomer.kind,),
-    ):
-        backlog["to_customers" if to_customer else "to_slack"] = count
-    replies = {"uncertain": 0, "failed": 0}
-    for state, count in conn.execute(
-        "SELECT state, count(*) FROM outbox WHERE kind = ? AND state IN ('uncertain', 'failed') "
-        "GROUP BY 1",
-        (SendToCustomer.kind,),
-    ):
-        replies[state] = count
+async def _gather(r: Reader, where: str, now: float) -> Status:
+    counts = await report.conversations_by_state(r)
+    to_customers, to_slack = await report.backlog(r)
+    replies = await report.reply_outcomes(r, (OutboxState.UNCERTAIN, OutboxState.FAILED))
     parked_outbox = [
-        Parked(row_id, _what(kind, conv_id, customer), error or "", _iso(at))
-        for row_id, kind, conv_id, customer, error, at in conn.execute(
-            "SELECT o.id, o.kind, o.conversation_id, c.customer_name, o.last_error, "
-            "coalesce(o.finished_at, o.created_at) FROM outbox o "
-            "LEFT JOIN conversations c ON c.id = o.conversation_id "
-            "WHERE o.state = 'parked' ORDER BY o.id"
-        )
+        Parked(p.id, _what(p.kind, p.conversation_id, p.customer), p.error, _iso(p.at))
+        for p in await report.parked_work(r)
     ]
     parked_input = [
-        Parked(row_id, origin, f"{kind}: {error}", _iso(at))
-        for row_id, origin, kind, error, at in conn.execute(
-            "SELECT id, origin, kind, error, received_at FROM parked_input ORDER BY id"
-        )
+        Parked(p.id, p.origin, f"{p.kind}: {p.error}", _iso(p.at))
+        for p in await report.parked_input(r)
     ]
     parked_kinds = {
         f"{kind} from {origin.capitalize()}": count
-        for origin, kind, count in conn.execute(
-            "SELECT origin, kind, count FROM parked_kinds ORDER BY count DESC, kind"
-        )
+        for origin, kind, count in await report.parked_kinds(r)
     }
-    (last,) = conn.execute("SELECT max(last_activity) FROM conversations").fetchone()
-    outage_row = conn.execute("SELECT value FROM settings WHERE key = ?", (OUTAGES,)).fetchone()
-    conn.execute("COMMIT")
-    waiting = sum(backlog.values())
+    last = await report.last_activity(r)
+    waiting = to_customers + to_slack
     outages = [
         f"{o.system} has failed for {o.minutes(now)} min (since {_iso(o.since)}, {o.error}); "
         f"{waiting} messages waiting"
-        for o in outages_from(outage_row[0] if outage_row else None)
+        for o in outages_from(await q.get_setting(r, q.OUTAGES))
     ]
     return Status(
-        database=str(path),
-        conversations={str(k): v for k, v in counts.items()},
-        backlog=backlog,
-        replies=replies,
+        database=where,
+        conversations={str(state): counts[state] for state in STATES},
+        backlog={"to_customers": to_customers, "to_slack": to_slack},
+        replies={str(state): n for state, n in replies.items()},
         parked_outbox=parked_outbox,
         parked_input=parked_input,
         parked_kinds=parked_kinds,
@@ -183,8 +157,8 @@ def _listing(label: str, items: list[Parked]) -> list[str]:
     return lines
 
 
-def command(path: Path, as_json: bool) -> int:
+def command(where: Path | str, as_json: bool) -> int:
     """``skbridge status``: 0 with the report on stdout; StoreError when unreadable."""
-    status = read_status(path)
+    status = asyncio.run(read_status(where))
     print(to_json(status) if as_json else to_text(status))
     return 0

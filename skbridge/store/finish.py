@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from skbridge.core.states import OutboxState
 from skbridge.ids import ConversationId, OutboxId
+from skbridge.store import Store
 from skbridge.store import queries as q
-from skbridge.store.db import Database
 
 
 @dataclass(slots=True)
@@ -28,7 +28,7 @@ class _Mark:
 
 
 class FinishMarks:
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: Store, clock: Callable[[], float]) -> None:
         self._db = db
         self._clock = clock
         self._waiting: list[_Mark] = []

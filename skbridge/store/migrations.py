@@ -1,10 +1,24 @@
-"""Numbered schema migrations. Append only: a released migration is never edited."""
+"""Numbered schema migrations. Append only: a released migration is never edited.
+
+Each migration holds its SQL per engine, side by side; an engine runs its own text and
+records the version its own way (SQLite: ``PRAGMA user_version``).
+"""
 
 from __future__ import annotations
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the first schema
-    """
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    sqlite: str
+
+
+MIGRATIONS: tuple[Migration, ...] = tuple(
+    Migration(sqlite=text)
+    for text in (
+        # 1: the first schema
+        """
     CREATE TABLE settings (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -66,8 +80,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_unfinished ON outbox (lane, id) WHERE state IN ('pending', 'sending');
     CREATE INDEX outbox_by_state ON outbox (state);
     """,
-    # 2: replies sent in parts, each part its own unit of delivery
-    """
+        # 2: replies sent in parts, each part its own unit of delivery
+        """
     CREATE TABLE reply_parts (
         outbox_id INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
         idx       INTEGER NOT NULL,
@@ -76,8 +90,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (outbox_id, idx)
     ) STRICT, WITHOUT ROWID;
     """,
-    # 3: what parked input is, and one dispatch report per kind of it
-    """
+        # 3: what parked input is, and one dispatch report per kind of it
+        """
     ALTER TABLE parked_input ADD COLUMN kind TEXT NOT NULL DEFAULT 'something unreadable';
 
     CREATE TABLE parked_kinds (
@@ -92,4 +106,5 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (origin, kind)
     ) STRICT;
     """,
+    )
 )

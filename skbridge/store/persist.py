@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from skbridge import retry
 from skbridge.errors import StoreUnavailable
-from skbridge.store.db import Database, Tx
+from skbridge.store import Store, Tx
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,7 +49,7 @@ async def until_stored(
 
 
 async def persist(
-    db: Database,
+    db: Store,
     work: Callable[[Tx], Awaitable[T]],
     *,
     what: str,

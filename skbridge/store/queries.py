@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from skbridge.core.model import Conversation, Customer, Op, op_to_json
 from skbridge.core.states import UNFINISHED, ConvState, OutboxState, PartState
@@ -19,12 +19,7 @@ from skbridge.ids import (
     SourceName,
     UpstreamUserId,
 )
-from skbridge.store.db import Row, Tx
-
-
-class Reader(Protocol):
-    async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None: ...
-    async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]: ...
+from skbridge.store import Reader, Row, Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +55,7 @@ async def set_setting(tx: Tx, key: str, value: str) -> None:
 
 async def remember(tx: Tx, key: str, now: float) -> bool:
     """Record that ``key`` arrived; False when it had arrived before."""
-    changed = await tx.changes(
+    changed = await tx.execute(
         "INSERT INTO received (key, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (key, now),
     )
@@ -198,13 +193,14 @@ async def conversation_of_channel(db: Reader, channel_id: ChannelId) -> Conversa
 async def insert_conversation(
     tx: Tx, customer: Customer, state: ConvState, now: float
 ) -> Conversation:
-    conv_id = await tx.execute(
+    row = await tx.one(
         "INSERT INTO conversations (source, upstream_id, customer_name, state, created_at, "
-        "last_activity) VALUES (?, ?, ?, ?, ?, ?)",
+        "last_activity) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         (customer.source, customer.upstream_id, customer.name, state, now, now),
     )
+    assert row is not None
     return Conversation(
-        id=ConversationId(conv_id),
+        id=ConversationId(row[0]),
         source=customer.source,
         upstream_id=customer.upstream_id,
         customer_name=customer.name,
@@ -262,7 +258,7 @@ async def mark_members_invited(tx: Tx, channel_id: ChannelId) -> None:
 
 async def channel_names_in_use(db: Reader, names: Sequence[str]) -> set[str]:
     """Which of ``names`` skbridge has already used for some channel."""
-    rows = await db.all(f"SELECT name FROM channels WHERE name IN ({_marks(names)})", names)
+    rows = await db.all(f"SELECT name FROM channels WHERE name IN ({marks(names)})", names)
     return {str(r[0]) for r in rows}
 
 
@@ -295,13 +291,14 @@ async def enqueue(
     rows: list[OutboxRow] = []
     for op in ops:
         payload = op_to_json(op)
-        row_id = await tx.execute(
+        found = await tx.one(
             "INSERT INTO outbox (lane, conversation_id, kind, payload, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
             (lane, conv_id, op.kind, payload, now),
         )
+        assert found is not None
         row = OutboxRow(
-            OutboxId(row_id), lane, conv_id, op.kind, payload, OutboxState.PENDING, 0, now
+            OutboxId(found[0]), lane, conv_id, op.kind, payload, OutboxState.PENDING, 0, now
         )
         rows.append(row)
     return rows
@@ -310,7 +307,7 @@ async def enqueue(
 async def unfinished(db: Reader) -> list[OutboxRow]:
     """Every pending or in-flight outbox row, oldest first."""
     rows = await db.all(
-        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state IN ({_marks(UNFINISHED)}) ORDER BY id",
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state IN ({marks(UNFINISHED)}) ORDER BY id",
         sorted(UNFINISHED),
     )
     return [_outbox(r) for r in rows]
@@ -343,18 +340,18 @@ async def finish_many(
     for start in range(0, len(rows), 500):
         ids = rows[start : start + 500]
         await tx.execute(
-            f"UPDATE outbox SET state = ?, finished_at = ? WHERE id IN ({_marks(ids)})",
+            f"UPDATE outbox SET state = ?, finished_at = ? WHERE id IN ({marks(ids)})",
             (state, now, *ids),
         )
     for start in range(0, len(touched), 500):
         convs = touched[start : start + 500]
         await tx.execute(
-            f"UPDATE conversations SET last_activity = ? WHERE id IN ({_marks(convs)})",
+            f"UPDATE conversations SET last_activity = ? WHERE id IN ({marks(convs)})",
             (now, *convs),
         )
 
 
-def _marks(values: Collection[object]) -> str:
+def marks(values: Collection[object]) -> str:
     return ",".join("?" * len(values))
 
 
@@ -424,4 +421,24 @@ async def prune(tx: Tx, now: float, keep_seconds: float) -> None:
     await tx.execute("DELETE FROM received WHERE received_at < ?", (cutoff,))
     await tx.execute(
         "DELETE FROM outbox WHERE state = ? AND finished_at < ?", (OutboxState.DONE, cutoff)
+    )
+
+
+# --- seeding (benchmarks) ------------------------------------------------------------------
+
+
+async def seed_open_conversations(
+    tx: Tx, rows: Sequence[tuple[SourceName, str, str, ChannelId, str]], now: float
+) -> None:
+    """Store open conversations that already have their channel, members invited:
+    (source, upstream id, customer name, channel id, channel name) each."""
+    await tx.execute_many(
+        "INSERT INTO conversations (source, upstream_id, customer_name, channel_id, "
+        "channel_name, state, created_at, last_activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*row, ConvState.OPEN, now, now) for row in rows],
+    )
+    await tx.execute(
+        "INSERT INTO channels (channel_id, conversation_id, name, members_invited, created_at) "
+        "SELECT channel_id, id, channel_name, 1, created_at FROM conversations "
+        "WHERE channel_id IS NOT NULL ON CONFLICT (channel_id) DO NOTHING"
     )

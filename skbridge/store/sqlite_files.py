@@ -1,9 +1,10 @@
 """What is wrong with a database file, in one line an operator can act on.
 
-Shared by :mod:`skbridge.store.db` and the read-only operator commands, so both name the
-file and say what to do instead of SQLite's bare "unable to open database file" or a
-traceback. A damaged or unwritable file is :class:`StoreUnusable` (no retry fixes it); a
-lock or a full disk stays :class:`StoreUnavailable` (waiting may).
+Used by the SQLite engine (:mod:`skbridge.store.sqlite`) for the daemon and the
+operator commands alike, so both name the file and say what to do instead of SQLite's
+bare "unable to open database file" or a traceback. A damaged or unwritable file is
+:class:`StoreUnusable` (no retry fixes it); a lock or a full disk stays
+:class:`StoreUnavailable` (waiting may).
 
 This module only looks at files and classifies errors; it never repairs, deletes or
 creates anything.
