@@ -145,9 +145,11 @@ class Intake:
             assert plan.new_state is not None
             conv = await q.insert_conversation(tx, customer, plan.new_state, now)
             log.info("new conversation", extra={"conversation": conv.id, "source": conv.source})
-        elif plan.new_state is not None or customer.name != conv.customer_name:
-            name = customer.name if customer.name != conv.customer_name else None
-            await q.update_conversation(tx, conv.id, state=plan.new_state, now=now, name=name)
+        else:
+            if rules.customer_changed(conv, customer):
+                await q.update_customer(tx, conv.id, customer)
+            if plan.new_state is not None:
+                await q.update_conversation(tx, conv.id, state=plan.new_state, now=now)
         return await q.enqueue(tx, conv.id, plan.ops, now)
 
     async def _park(

@@ -19,6 +19,7 @@ from skbridge.core.model import (
     PostCustomerMessage,
     ReopenChannel,
     SendToCustomer,
+    SetTopic,
     SlashCommand,
     op_from_row,
     op_to_json,
@@ -67,9 +68,11 @@ def test_first_message_opens_posts_notifies_and_invites() -> None:
     assert [type(op) for op in plan.ops] == [
         OpenChannel,
         PostCustomerMessage,
+        SetTopic,
         NotifyDispatch,
         InviteMembers,
     ]
+    assert plan.ops[1] == PostCustomerMessage(name="Ada", text="hi", first=True)
 
 
 def test_message_to_open_conversation_only_posts() -> None:
@@ -85,7 +88,20 @@ def test_message_to_archived_conversation_reopens_and_notifies() -> None:
     plan = rules.on_customer_message(conversation(ConvState.ARCHIVED), message())
     assert plan.new_state is ConvState.REOPENING
     assert plan.ops[0] == ReopenChannel(C1)
-    assert plan.ops[2] == NotifyDispatch(reopened=True)
+    assert plan.ops[3] == NotifyDispatch(reopened=True)
+
+
+def test_a_changed_name_handle_or_language_refreshes_the_topic() -> None:
+    """The channel's topic is the customer's card: kept current when they change."""
+    for changed in (
+        Customer(ADA.source, ADA.upstream_id, "Ada King"),
+        Customer(ADA.source, ADA.upstream_id, "Ada", handle="ada"),
+        Customer(ADA.source, ADA.upstream_id, "Ada", language="en"),
+    ):
+        plan = rules.on_customer_message(
+            conversation(ConvState.OPEN), CustomerMessage(changed, "hi", "8")
+        )
+        assert [type(op) for op in plan.ops] == [PostCustomerMessage, SetTopic]
 
 
 def test_message_after_channel_deleted_opens_a_fresh_channel() -> None:

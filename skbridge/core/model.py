@@ -34,6 +34,9 @@ class Conversation:
     channel_id: ChannelId | None
     channel_name: str | None
     state: ConvState
+    handle: str | None = None
+    """The customer's handle on the source (``@ada`` on Telegram, the address for email)."""
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class Customer:
     name: str
     handle: str | None = None
     avatar_url: str | None = None
+    language: str | None = None
+    """An IETF language tag, when the source gives one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,15 @@ class PostCustomerMessage:
     text: str
     avatar_url: str | None = None
     edited: bool = False
+    first: bool = False
+    """The first message of a conversation (or of its return): it carries the card."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTopic:
+    """Make the channel's topic say who the customer is (name, source, handle, language)."""
+
+    kind: ClassVar[str] = "set_topic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +194,7 @@ Op = (
     OpenChannel
     | ReopenChannel
     | PostCustomerMessage
+    | SetTopic
     | NotifyDispatch
     | InviteMembers
     | SendToCustomer

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from skbridge.core.model import (
     ChannelEvent,
     Conversation,
+    Customer,
     CustomerMessage,
     InviteMembers,
     NotifyDispatch,
@@ -19,6 +20,7 @@ from skbridge.core.model import (
     PostCustomerMessage,
     ReopenChannel,
     SendToCustomer,
+    SetTopic,
     SlashCommand,
 )
 from skbridge.core.states import CONV_MOVES, ConvState
@@ -45,28 +47,41 @@ class Plan:
 
 def on_customer_message(conv: Conversation | None, msg: CustomerMessage) -> Plan:
     """A customer wrote. ``conv`` is None when this customer has never written before."""
-    post = PostCustomerMessage(
-        name=msg.customer.name,
-        text=msg.text,
-        avatar_url=msg.customer.avatar_url,
-        edited=msg.edited,
-    )
+    customer = msg.customer
+
+    def post(first: bool) -> PostCustomerMessage:
+        return PostCustomerMessage(
+            name=customer.name,
+            text=msg.text,
+            avatar_url=customer.avatar_url,
+            edited=msg.edited,
+            first=first,
+        )
+
     if conv is None:
         return Plan(
             new_state=ConvState.OPENING,
-            ops=(OpenChannel(), post, NotifyDispatch(reopened=False), InviteMembers()),
+            ops=(OpenChannel(), post(True), SetTopic(), NotifyDispatch(False), InviteMembers()),
         )
     if conv.state is ConvState.ARCHIVED:
         return Plan(
             new_state=ConvState.REOPENING,
-            ops=(ReopenChannel(conv.channel_id), post, NotifyDispatch(reopened=True)),
+            ops=(ReopenChannel(conv.channel_id), post(True), SetTopic(), NotifyDispatch(True)),
         )
     if conv.state is ConvState.GONE:
         return Plan(
             new_state=ConvState.OPENING,
-            ops=(OpenChannel(), post, NotifyDispatch(reopened=True), InviteMembers()),
+            ops=(OpenChannel(), post(True), SetTopic(), NotifyDispatch(True), InviteMembers()),
         )
-    return Plan(ops=(post,))
+    if customer_changed(conv, customer):
+        return Plan(ops=(post(False), SetTopic()))
+    return Plan(ops=(post(False),))
+
+
+def customer_changed(conv: Conversation, customer: Customer) -> bool:
+    """Whether what the card says of the customer (name, handle, language) changed."""
+    known = (conv.customer_name, conv.handle, conv.language)
+    return known != (customer.name, customer.handle, customer.language)
 
 
 def on_command(conv: Conversation | None, cmd: SlashCommand) -> Plan:

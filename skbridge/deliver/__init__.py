@@ -27,6 +27,7 @@ from skbridge.core.model import (
     ReportOutage,
     ReportParked,
     SendToCustomer,
+    SetTopic,
     op_from_row,
 )
 from skbridge.core.states import OutboxState
@@ -44,6 +45,7 @@ HANDLERS: Mapping[type[Any], Handler] = {
     OpenChannel: channels.OPEN,
     ReopenChannel: channels.REOPEN,
     PostCustomerMessage: posts.CUSTOMER_MESSAGE,
+    SetTopic: posts.TOPIC,
     NotifyDispatch: posts.DISPATCH_NOTICE,
     PostNotice: posts.NOTICE,
     ReportParked: posts.PARKED_REPORT,

@@ -16,6 +16,7 @@ from skbridge.core.model import (
     ReportInput,
     ReportOutage,
     ReportParked,
+    SetTopic,
 )
 from skbridge.core.text import SECTION_TEXT_LIMIT, SLACK_TEXT_LIMIT, escape_for_slack, split_text
 from skbridge.deliver import channels
@@ -37,9 +38,15 @@ async def post_customer_message(
     conv = await ctx.conversation(row.conversation_id)
     channel = live_channel(conv)
     text = escape_for_slack(op.text) + (" _(edited)_" if op.edited else "")
-    extra = {"username": op.name, "icon_url": op.avatar_url}
-    for index, chunk in enumerate(split_text(text, SLACK_TEXT_LIMIT)):
+    extra: dict[str, Any] = {"username": op.name, "icon_url": op.avatar_url}
+    # The first post carries the card in its blocks, whose text holds less than a post's.
+    limit = SECTION_TEXT_LIMIT if op.first else SLACK_TEXT_LIMIT
+    for index, chunk in enumerate(split_text(text, limit)):
         key = f"{row.id}.{index}"
+        if op.first and index == 0:
+            extra["blocks"] = messages.first_post(chunk, conv, ctx.label(conv))
+        else:
+            extra.pop("blocks", None)
         try:
             await ctx.post(channel, chunk, key, suspect, row, **extra)
         except Refused as exc:
@@ -63,6 +70,19 @@ async def _recover(
             case NotifyDispatch(reopened=reopened):
                 await notify(ctx, conv, reopened, f"{row.id}:notify", suspect, row)
     return conv, live_channel(conv)
+
+
+async def set_topic(ctx: Context, row: OutboxRow, op: SetTopic, suspect: bool) -> list[OutboxRow]:
+    """The channel's topic is the customer's card (setting it twice does no harm)."""
+    conv = await ctx.conversation(row.conversation_id)
+    if conv.channel_id is not None:
+        try:
+            await ctx.web.set_topic(conv.channel_id, messages.card(conv, ctx.label(conv)))
+        except Refused as exc:
+            if exc.code not in slack_errors.CHANNEL_GONE:
+                raise
+            log.info("topic not set: channel archived", extra={"row": row.id})
+    return await ctx.finish(row)
 
 
 async def notify_dispatch(
@@ -157,6 +177,7 @@ CUSTOMER_MESSAGE = Handler(
         escape_for_slack(op.text),
     ),
 )
+TOPIC = Handler(set_topic, lambda op, conv: (f"the topic of{messages.where(conv)}", ""))
 DISPATCH_NOTICE = Handler(
     notify_dispatch,
     lambda op, conv: (f"the dispatch notice for {messages.who(conv)}{messages.where(conv)}", ""),

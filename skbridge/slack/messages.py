@@ -29,6 +29,29 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
 
 
+def card(conv: Conversation, source: str) -> str:
+    """Who the customer is, in one plain line: name, source, handle, language.
+
+    Plain text (a channel topic formats nothing): escape it before using it as mrkdwn.
+    """
+    parts = [conv.customer_name, source]
+    if conv.handle:
+        parts.append(conv.handle)
+    if conv.language:
+        parts.append(f"language: {conv.language}")
+    return " · ".join(parts)
+
+
+def _card_block(conv: Conversation, source: str) -> dict[str, Any]:
+    text = escape_for_slack(card(conv, source))[:3000]
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def first_post(text: str, conv: Conversation, source: str) -> Blocks:
+    """The blocks of a conversation's first post: the customer's words, then their card."""
+    return [_section(text), _card_block(conv, source)]
+
+
 def dispatch(
     conv: Conversation, channel: ChannelId, source: str, reopened: bool, url: str
 ) -> tuple[str, Blocks]:
@@ -40,6 +63,7 @@ def dispatch(
         text = f"New conversation with {who} ({source}): <#{channel}>"
     blocks: Blocks = [
         _section(f":speech_balloon: {text}"),
+        _card_block(conv, source),
         {
             "type": "actions",
             "elements": [

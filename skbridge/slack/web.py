@@ -33,6 +33,7 @@ METADATA_EVENT = "skbridge_delivery"
 SYSTEM = "Slack"
 """How outages of the Web API are named in ``STATUS=``, ``status`` and dispatch."""
 POST_BURST = 3
+TOPIC_LIMIT = 250
 CREATE_BURST = 3
 
 # Slack errors that mean "our fault, try again later" rather than "your request is bad".
@@ -316,6 +317,10 @@ class SlackWeb:
         except RateLimited as exc:
             self.posts.hold(channel, exc.retry_after)
             raise
+
+    async def set_topic(self, channel: ChannelId, topic: str) -> None:
+        """The channel's topic: plain text (Slack formats nothing in it), 250 at most."""
+        await self._call("conversations.setTopic", channel=channel, topic=topic[:TOPIC_LIMIT])
 
     async def post_ephemeral(self, channel: ChannelId, user: SlackUserId, text: str) -> None:
         await self._call("chat.postEphemeral", channel=channel, user=user, text=text)

@@ -106,5 +106,10 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         PRIMARY KEY (origin, kind)
     ) STRICT;
     """,
+        # 4: what the card of a customer says beyond the name
+        """
+    ALTER TABLE conversations ADD COLUMN handle TEXT;
+    ALTER TABLE conversations ADD COLUMN language TEXT;
+    """,
     )
 )

@@ -149,7 +149,8 @@ async def set_kind_notice(
 # --- conversations ---------------------------------------------------------------------
 
 _CONV_COLUMNS = (
-    "c.id, c.source, c.upstream_id, c.customer_name, c.channel_id, c.channel_name, c.state"
+    "c.id, c.source, c.upstream_id, c.customer_name, c.channel_id, c.channel_name, c.state, "
+    "c.handle, c.language"
 )
 
 
@@ -162,6 +163,8 @@ def _conversation(row: Row) -> Conversation:
         channel_id=None if row[4] is None else ChannelId(row[4]),
         channel_name=row[5],
         state=ConvState(row[6]),
+        handle=row[7],
+        language=row[8],
     )
 
 
@@ -194,9 +197,18 @@ async def insert_conversation(
     tx: Tx, customer: Customer, state: ConvState, now: float
 ) -> Conversation:
     row = await tx.one(
-        "INSERT INTO conversations (source, upstream_id, customer_name, state, created_at, "
-        "last_activity) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        (customer.source, customer.upstream_id, customer.name, state, now, now),
+        "INSERT INTO conversations (source, upstream_id, customer_name, handle, language, "
+        "state, created_at, last_activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            customer.source,
+            customer.upstream_id,
+            customer.name,
+            customer.handle,
+            customer.language,
+            state,
+            now,
+            now,
+        ),
     )
     assert row is not None
     return Conversation(
@@ -207,16 +219,26 @@ async def insert_conversation(
         channel_id=None,
         channel_name=None,
         state=state,
+        handle=customer.handle,
+        language=customer.language,
+    )
+
+
+async def update_customer(tx: Tx, conv_id: ConversationId, customer: Customer) -> None:
+    """What the conversation knows of its customer: name, handle, language."""
+    await tx.execute(
+        "UPDATE conversations SET customer_name = ?, handle = ?, language = ? WHERE id = ?",
+        (customer.name, customer.handle, customer.language, conv_id),
     )
 
 
 async def update_conversation(
-    tx: Tx, conv_id: ConversationId, *, state: ConvState | None, now: float, name: str | None = None
+    tx: Tx, conv_id: ConversationId, *, state: ConvState | None, now: float
 ) -> None:
+    """Mark the conversation active at ``now``, and move it to ``state`` if one is given."""
     await tx.execute(
-        "UPDATE conversations SET state = coalesce(?, state), "
-        "customer_name = coalesce(?, customer_name), last_activity = ? WHERE id = ?",
-        (state, name, now, conv_id),
+        "UPDATE conversations SET state = coalesce(?, state), last_activity = ? WHERE id = ?",
+        (state, now, conv_id),
     )
 
 

@@ -262,6 +262,7 @@ def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
             return Arrival(key, None, raw, f"ignored {chat.get('type')} chat", kind, sender_name)
         name = " ".join(p for p in (sender.get("first_name"), sender.get("last_name")) if p)
         handle = sender.get("username")
+        language = sender.get("language_code")
         user_id = UpstreamUserId(str(int(chat["id"])))
         text = _text_of(message)
     except Unsupported as exc:
@@ -273,7 +274,8 @@ def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
         source=SOURCE,
         upstream_id=user_id,
         name=name or handle or f"Telegram user {user_id}",
-        handle=handle,
+        handle=f"@{handle}" if handle else None,
+        language=language if isinstance(language, str) and language else None,
         avatar_url=avatar_for(f"telegram:{user_id}") if avatar_for else None,
     )
     return Arrival(

@@ -495,6 +495,8 @@ class WebApiMixin(WorkspaceState):
         return {"channel": channel.to_api(caller=req.caller)}
 
     def _conversations_set_topic(self, req: Request) -> dict[str, Any]:
+        if len(req.text("topic")) > 250:
+            raise ApiError("too_long")
         return self._set_text_field(req, "topic")
 
     def _conversations_set_purpose(self, req: Request) -> dict[str, Any]:
