@@ -17,21 +17,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from skbridge.core import rules
+from skbridge.core import claims, rules
 from skbridge.core.model import (
     ChannelEvent,
+    Conversation,
     CustomerMessage,
     InviteToChannel,
+    Op,
     ReportInput,
     SendToCustomer,
     SlashCommand,
+    TellPrivately,
     op_from_row,
 )
 from skbridge.core.states import RESENDABLE, OutboxState
 from skbridge.core.text import escape_unencodable
 from skbridge.errors import Unstorable
-from skbridge.ids import ChannelId, SourceName
-from skbridge.slack import envelopes
+from skbridge.ids import ChannelId, SlackUserId, SourceName
+from skbridge.slack import envelopes, messages
 from skbridge.store import Store, Tx
 from skbridge.store import queries as q
 from skbridge.store.persist import until_stored
@@ -242,6 +245,8 @@ class Intake:
                     rows = await q.enqueue(tx, conv.id if conv else None, [op], now)
                 case envelopes.ResendClicked() as click:
                     rows = await self._resend(tx, click, now)
+                case envelopes.ClaimClicked() as click:
+                    rows = await self._claim_clicked(tx, click, now)
         self._submit(rows)
         return ack
 
@@ -252,7 +257,11 @@ class Intake:
         plan = rules.on_command(conv, command)
         rows: list[OutboxRow] = []
         if conv is not None and plan.ops:
-            rows = await q.enqueue(tx, conv.id, plan.ops, now)
+            ops = plan.ops
+            if any(isinstance(op, SendToCustomer) for op in ops):
+                ops += await self._helping(tx, conv, command.user_id)
+            await self._apply_claim(tx, conv, plan.claim)
+            rows = await q.enqueue(tx, conv.id, ops, now)
             await q.update_conversation(tx, conv.id, state=None, now=now)
         log.info(
             "command",
@@ -264,13 +273,46 @@ class Intake:
         )
         if plan.reply is None:
             return None, rows
-        return {"response_type": "ephemeral", "text": plan.reply}, rows
+        ack: dict[str, Any] = {"response_type": "ephemeral", "text": plan.reply}
+        if plan.claim is not None and plan.claim.offer_take_over:
+            ack["blocks"] = messages.take_over(plan.reply, command.channel_id)
+        return ack, rows
+
+    async def _helping(self, tx: Tx, conv: Conversation, user: SlackUserId) -> tuple[Op, ...]:
+        """The note that someone answered another's conversation, the first time only."""
+        note = claims.helping_note(conv, user, noted=False)
+        if note is None or not await q.note_helper(tx, conv.id, user):
+            return ()
+        return (note,)
+
+    async def _apply_claim(
+        self, tx: Tx, conv: Conversation, decision: claims.Decision | None
+    ) -> None:
+        if decision is not None and decision.changed:
+            await q.set_owner(tx, conv.id, decision.owner)
+            log.info("owner", extra={"conversation": conv.id, "owner": decision.owner or "-"})
+
+    async def _claim_clicked(
+        self, tx: Tx, click: envelopes.ClaimClicked, now: float
+    ) -> list[OutboxRow]:
+        conv = await q.conversation_of_channel(tx, click.channel_id)
+        if conv is None:
+            return []
+        act = claims.take_over if click.take_over else claims.claim
+        decision = act(conv, click.user_id)
+        await self._apply_claim(tx, conv, decision)
+        ops: list[Op] = list(decision.ops)
+        if decision.reply:
+            offer = click.channel_id if decision.offer_take_over else None
+            ops.append(TellPrivately(click.where, click.user_id, decision.reply, offer))
+        return await q.enqueue(tx, conv.id, ops, now)
 
     async def _channel_event(self, tx: Tx, event: ChannelEvent, now: float) -> None:
         conv = await q.conversation_of_channel(tx, event.channel_id)
         if conv is None:
             return
         plan = rules.on_channel_event(conv, event)
+        await self._apply_claim(tx, conv, plan.claim)
         if plan.new_name:
             await q.rename_channel(tx, event.channel_id, plan.new_name)
         if plan.new_state is not None:

@@ -7,10 +7,14 @@ from typing import Any
 
 from skbridge.testing.harness import (
     ADA,
+    ALICE,
+    BOB,
     Daemon,
     Fakes,
     customer_channel,
     dispatch_notices,
+    first_message,
+    texts,
 )
 
 CARD = "Ada Lovelace · Telegram · @ada · language: en"
@@ -59,3 +63,102 @@ async def test_the_channel_topic_first_post_and_dispatch_notice_say_who_the_cust
         )
     )
     await daemon.wait_idle()
+
+
+def button(message: Any, action: str) -> dict[str, Any]:
+    return next(
+        element
+        for block in message.blocks or []
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element.get("action_id") == action
+    )
+
+
+async def click(world: Fakes, channel: str, user: str, message: Any, action: str) -> None:
+    pressed = button(message, action)
+    envelope = await world.slack.send_block_action(
+        channel, user, pressed["action_id"], pressed["value"]
+    )
+    await world.slack.wait_ack(envelope["envelope_id"])
+
+
+def private_to(world: Fakes, user: str) -> list[Any]:
+    return [m for m in world.slack.ephemerals if m.ephemeral_to == user]
+
+
+async def test_two_agents_claim_at_once_one_owns_and_the_other_is_told(
+    world: Fakes, daemon: Daemon
+) -> None:
+    """Claims race: the first click wins; the second hears privately who has it."""
+    channel = await first_message(world)
+    await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 1)
+    notice = dispatch_notices(world)[0]
+    pressed = button(notice, "claim")
+    both = [
+        await world.slack.send_block_action(world.dispatch_id, who, "claim", pressed["value"])
+        for who in (ALICE, BOB)
+    ]
+    for envelope in both:
+        await world.slack.wait_ack(envelope["envelope_id"])
+    await world.slack.wait_for(lambda: "Alice is on it" in str(dispatch_notices(world)[0].blocks))
+    await world.slack.wait_for(lambda: bool(private_to(world, BOB)))
+    assert "has this conversation" in private_to(world, BOB)[0].text
+    assert private_to(world, ALICE) == []
+    await world.slack.wait_for(lambda: "Alice is on it." in texts(world.slack, channel)[-1])
+    await daemon.wait_idle()
+    assert len(dispatch_notices(world)) == 1  # updated in place, not posted again
+    assert sum("is on it" in t for t in texts(world.slack, channel)) == 1
+
+
+async def test_take_over_release_and_help_are_announced(world: Fakes, daemon: Daemon) -> None:
+    """Take over from the private answer; a non-owner's /sk works and is noted once."""
+    channel = await first_message(world)
+    await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 1)
+    envelope = await world.slack.send_command(channel, ALICE, "claim")
+    ack = await world.slack.wait_ack(envelope["envelope_id"])
+    assert "payload" not in ack or not ack["payload"]
+    await world.slack.wait_for(lambda: "Alice is on it." in texts(world.slack, channel)[-1])
+
+    for n in (1, 2):
+        await world.slack.send_command(channel, BOB, f"help {n}")
+    await world.telegram.wait_for(lambda: len(world.telegram.sent_to(ADA)) == 2)
+    await daemon.wait_idle()
+    notes = [t for t in texts(world.slack, channel) if "Alice has this conversation" in t]
+    assert notes == ["Bob answered the customer; Alice has this conversation."]
+
+    envelope = await world.slack.send_command(channel, BOB, "claim")
+    ack = await world.slack.wait_ack(envelope["envelope_id"])
+    assert "has this conversation" in ack["payload"]["text"]
+    offer = next(b for b in ack["payload"]["blocks"] if b["type"] == "actions")
+    take = offer["elements"][0]
+    assert take["action_id"] == "take_over"
+    pressed = await world.slack.send_block_action(
+        world.dispatch_id, BOB, "take_over", take["value"]
+    )
+    await world.slack.wait_ack(pressed["envelope_id"])
+    await world.slack.wait_for(
+        lambda: "Bob took this conversation over from Alice." in texts(world.slack, channel)[-1]
+    )
+    await world.slack.wait_for(lambda: "Bob is on it" in str(dispatch_notices(world)[0].blocks))
+
+    envelope = await world.slack.send_command(channel, BOB, "release")
+    await world.slack.wait_ack(envelope["envelope_id"])
+    await world.slack.wait_for(lambda: "released" in texts(world.slack, channel)[-1])
+    await world.slack.wait_for(lambda: "is on it" not in str(dispatch_notices(world)[0].blocks))
+
+
+async def test_archiving_clears_the_owner(world: Fakes, daemon: Daemon) -> None:
+    """Done for now: after an archive, the conversation is nobody's until claimed again."""
+    channel = await first_message(world)
+    envelope = await world.slack.send_command(channel, ALICE, "claim")
+    await world.slack.wait_ack(envelope["envelope_id"])
+    await world.slack.user_archives(channel, ALICE)
+    archive = next(e for e in world.slack.deliveries if e["type"] == "events_api")
+    await world.slack.wait_ack(archive["envelope_id"])
+    ada_says(world, "back again")
+    await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 2)
+    again = customer_channel(world.slack, "sk-ada-lovelace-2")
+    envelope = await world.slack.send_command(again, BOB, "claim")
+    await world.slack.wait_ack(envelope["envelope_id"])
+    await world.slack.wait_for(lambda: "Bob is on it." in texts(world.slack, again)[-1])

@@ -12,7 +12,7 @@ STEPS = [
     "skbridge created the channel #sk-ada-lovelace",
     '#sk-ada-lovelace, posted as "Ada Lovelace": Hi! My order #1234',
     "#support, posted by skbridge: New conversation with Ada Lovelace (Telegram): "
-    "#sk-ada-lovelace  [Join]  [Open channel]",
+    "#sk-ada-lovelace  [Join]  [Claim]  [Open channel]",
     "the workspace owner, is invited to #sk-ada-lovelace",
     "Alice, in #sk-ada-lovelace: /sk Sorry about that",
     'Ada receives: "Alice: Sorry about that',

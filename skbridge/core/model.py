@@ -37,6 +37,8 @@ class Conversation:
     handle: str | None = None
     """The customer's handle on the source (``@ada`` on Telegram, the address for email)."""
     language: str | None = None
+    owner: SlackUserId | None = None
+    """The agent who claimed the conversation, until it is released or archived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,37 @@ class NotifyDispatch:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateDispatch:
+    """Show on the conversation's last dispatch notice who has it now."""
+
+    kind: ClassVar[str] = "update_dispatch"
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceClaim:
+    """Tell the conversation's channel who has it now (names are looked up when shown)."""
+
+    kind: ClassVar[str] = "announce_claim"
+    event: str
+    """``claimed``, ``took_over``, ``released`` or ``helped``."""
+    user_id: SlackUserId
+    owner: SlackUserId | None = None
+    """The owner before a take-over, or who has it while someone else helps."""
+
+
+@dataclass(frozen=True, slots=True)
+class TellPrivately:
+    """Answer one person in a channel, only them (a click's answer)."""
+
+    kind: ClassVar[str] = "tell_privately"
+    channel_id: ChannelId
+    user_id: SlackUserId
+    text: str
+    take_over: ChannelId | None = None
+    """Offer a button that takes the conversation of this channel over."""
+
+
+@dataclass(frozen=True, slots=True)
 class InviteMembers:
     """Invite the workspace owner and the configured users, once per channel."""
 
@@ -196,6 +229,9 @@ Op = (
     | PostCustomerMessage
     | SetTopic
     | NotifyDispatch
+    | UpdateDispatch
+    | AnnounceClaim
+    | TellPrivately
     | InviteMembers
     | SendToCustomer
     | InviteToChannel

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from skbridge.core import claims
 from skbridge.core.model import (
     ChannelEvent,
     Conversation,
@@ -29,7 +30,8 @@ from skbridge.core.text import is_blank
 NO_POWER = "This channel isn't linked to a customer, your command has no power here!"
 USAGE = (
     "Usage: `/sk <message>` sends `<message>` to this channel's customer. "
-    "Anything typed without `/sk` stays inside your team."
+    "Anything typed without `/sk` stays inside your team. "
+    "`/sk claim` makes the conversation yours; `/sk release` gives it back."
 )
 
 
@@ -43,6 +45,8 @@ class Plan:
     reply: str | None = None
     """For a slash command: the private answer to the caller."""
     new_name: str | None = None
+    claim: claims.Decision | None = None
+    """Who has the conversation afterwards, when that was in question."""
 
 
 def on_customer_message(conv: Conversation | None, msg: CustomerMessage) -> Plan:
@@ -97,6 +101,11 @@ def on_command(conv: Conversation | None, cmd: SlashCommand) -> Plan:
         )
     if is_blank(cmd.text):
         return Plan(reply=USAGE)
+    word = cmd.text.strip().lower()
+    if word in ("claim", "release"):
+        act = claims.claim if word == "claim" else claims.release
+        decision = act(conv, cmd.user_id)
+        return Plan(ops=decision.ops, reply=decision.reply, claim=decision)
     return Plan(ops=(SendToCustomer(agent_id=cmd.user_id, text=cmd.text.strip()),))
 
 
@@ -105,7 +114,9 @@ def on_channel_event(conv: Conversation, event: ChannelEvent) -> Plan:
     if event.channel_id != conv.channel_id:
         return Plan()  # an old channel of a conversation that has moved on
     if event.kind == "archive" and conv.state is ConvState.OPEN:
-        return Plan(new_state=ConvState.ARCHIVED)
+        # Done for now: nobody has it any more.
+        released = claims.Decision(None, changed=conv.owner is not None)
+        return Plan(new_state=ConvState.ARCHIVED, claim=released)
     if event.kind == "unarchive" and conv.state is ConvState.ARCHIVED:
         return Plan(new_state=ConvState.OPEN)
     if event.kind == "deleted":

@@ -15,6 +15,7 @@ from typing import Any
 from skbridge.config import SlackConfig
 from skbridge.core import rules
 from skbridge.core.model import (
+    AnnounceClaim,
     InviteMembers,
     InviteToChannel,
     NotifyDispatch,
@@ -28,10 +29,12 @@ from skbridge.core.model import (
     ReportParked,
     SendToCustomer,
     SetTopic,
+    TellPrivately,
+    UpdateDispatch,
     op_from_row,
 )
 from skbridge.core.states import OutboxState
-from skbridge.deliver import channels, invites, posts, replies
+from skbridge.deliver import channels, claims, invites, posts, replies
 from skbridge.deliver.context import Context, Handler
 from skbridge.ids import SourceName
 from skbridge.slack import messages
@@ -51,6 +54,9 @@ HANDLERS: Mapping[type[Any], Handler] = {
     ReportParked: posts.PARKED_REPORT,
     ReportInput: posts.INPUT_REPORT,
     ReportOutage: posts.OUTAGE_REPORT,
+    UpdateDispatch: claims.UPDATE_DISPATCH,
+    AnnounceClaim: claims.ANNOUNCE,
+    TellPrivately: claims.TELL,
     InviteMembers: invites.MEMBERS,
     InviteToChannel: invites.CLICKER,
     SendToCustomer: replies.REPLY,

@@ -19,7 +19,7 @@ from skbridge.core.model import (
     SetTopic,
 )
 from skbridge.core.text import SECTION_TEXT_LIMIT, SLACK_TEXT_LIMIT, escape_for_slack, split_text
-from skbridge.deliver import channels
+from skbridge.deliver import channels, claims
 from skbridge.deliver.context import Context, Handler, live_channel
 from skbridge.errors import Refused
 from skbridge.ids import ChannelId
@@ -100,10 +100,14 @@ async def notify_dispatch(
 async def notify(
     ctx: Context, conv: Conversation, reopened: bool, key: str, suspect: bool, row: OutboxRow
 ) -> None:
-    channel = live_channel(conv)
-    url = ctx.workspace.channel_url(channel)
-    message = messages.dispatch(conv, channel, ctx.label(conv), reopened, url)
-    await ctx.post_dispatch(message, key, suspect, row)
+    """Post the dispatch notice, and keep where it is: claims update it in place."""
+    message = await claims.dispatch_message(ctx, conv, reopened)
+    where, ts = await ctx.post_dispatch(message, key, suspect, row)
+    await persist(
+        ctx.db,
+        lambda tx: q.set_dispatch_notice(tx, conv.id, where, ts, reopened),
+        what="dispatch notice",
+    )
 
 
 async def post_notice(

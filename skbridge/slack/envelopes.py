@@ -18,6 +18,8 @@ from skbridge.ids import ChannelId, EnvelopeId, OutboxId, SlackUserId
 COMMAND = "/sk"
 JOIN_ACTION = "join_conversation"
 RESEND_ACTION = "resend_reply"
+CLAIM_ACTION = "claim"
+TAKE_OVER_ACTION = "take_over"
 
 _CHANNEL_EVENTS = {
     "channel_archive": "archive",
@@ -42,6 +44,18 @@ class ResendClicked:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimClicked:
+    """Claim (or, from the private answer to a claim, Take over) was pressed."""
+
+    channel_id: ChannelId
+    """The customer channel the button is about."""
+    user_id: SlackUserId
+    where: ChannelId
+    """Where it was pressed: the private answer goes there."""
+    take_over: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     why: str
 
@@ -51,7 +65,9 @@ class Malformed:
     error: str
 
 
-Parsed = SlashCommand | ChannelEvent | JoinClicked | ResendClicked | Ignored | Malformed
+Parsed = (
+    SlashCommand | ChannelEvent | JoinClicked | ResendClicked | ClaimClicked | Ignored | Malformed
+)
 
 
 def dedupe_key(envelope: dict[str, Any]) -> str | None:
@@ -161,4 +177,8 @@ def _interaction(payload: dict[str, Any]) -> Parsed:
     if action.get("action_id") == RESEND_ACTION:
         channel = ChannelId(_text(payload.get("channel"), "id", "channel.id"))
         return ResendClicked(_row_id(action.get("value")), channel, user)
+    if action.get("action_id") in (CLAIM_ACTION, TAKE_OVER_ACTION):
+        about = ChannelId(_text(action, "value", f"{action.get('action_id')} value"))
+        where = ChannelId(_text(payload.get("channel"), "id", "channel.id"))
+        return ClaimClicked(about, user, where, action.get("action_id") == TAKE_OVER_ACTION)
     return Ignored(f"action {action.get('action_id')}")

@@ -14,7 +14,7 @@ from skbridge.core.model import (
 from skbridge.core.states import PartState
 from skbridge.core.text import escape_for_slack
 from skbridge.ids import ChannelId, OutboxId
-from skbridge.slack.envelopes import JOIN_ACTION, RESEND_ACTION
+from skbridge.slack.envelopes import CLAIM_ACTION, JOIN_ACTION, RESEND_ACTION, TAKE_OVER_ACTION
 from skbridge.store.queries import ParkedKind
 
 JOIN_ARCHIVED = (
@@ -23,6 +23,8 @@ JOIN_ARCHIVED = (
 )
 
 Blocks = list[dict[str, Any]]
+Message = tuple[str, Blocks]
+"""A message as its text (the fallback) and its blocks."""
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -53,27 +55,28 @@ def first_post(text: str, conv: Conversation, source: str) -> Blocks:
 
 
 def dispatch(
-    conv: Conversation, channel: ChannelId, source: str, reopened: bool, url: str
+    conv: Conversation,
+    channel: ChannelId,
+    source: str,
+    reopened: bool,
+    url: str,
+    owner: str | None = None,
 ) -> tuple[str, Blocks]:
-    """The dispatch notice: who, from where, a link to the channel and a Join button."""
+    """The dispatch notice: who, from where, who has it, a link, Join and Claim buttons."""
     who = escape_for_slack(conv.customer_name)
     if reopened:
         text = f"{who} ({source}) wrote again, reopening the conversation: <#{channel}>"
     else:
         text = f"New conversation with {who} ({source}): <#{channel}>"
-    blocks: Blocks = [
-        _section(f":speech_balloon: {text}"),
-        _card_block(conv, source),
+    blocks: Blocks = [_section(f":speech_balloon: {text}"), _card_block(conv, source)]
+    if owner:
+        blocks.append(_section(f":raising_hand: *{escape_for_slack(owner)} is on it.*"))
+    blocks.append(
         {
             "type": "actions",
             "elements": [
-                {
-                    "type": "button",
-                    "action_id": JOIN_ACTION,
-                    "text": {"type": "plain_text", "text": "Join"},
-                    "style": "primary",
-                    "value": channel,
-                },
+                _button(JOIN_ACTION, "Join", channel, style="primary"),
+                _button(CLAIM_ACTION, "Claim", channel),
                 {
                     "type": "button",
                     "action_id": "open_channel",
@@ -81,9 +84,40 @@ def dispatch(
                     "url": url,
                 },
             ],
-        },
-    ]
+        }
+    )
     return text, blocks
+
+
+def claim_news(event: str, user: str, owner: str | None) -> str:
+    """What the channel hears of who has the conversation (names, not mentions: no pings)."""
+    user, owner = escape_for_slack(user), escape_for_slack(owner or "someone")
+    return {
+        "claimed": f":raising_hand: {user} is on it.",
+        "took_over": f":raising_hand: {user} took this conversation over from {owner}.",
+        "released": f"{user} released this conversation: anyone may claim it.",
+        "helped": f"{user} answered the customer; {owner} has this conversation.",
+    }.get(event, f"{user}: {event}")
+
+
+def take_over(text: str, channel: ChannelId) -> Blocks:
+    """A private answer that someone else has the conversation, with Take over."""
+    return [
+        _section(text),
+        {"type": "actions", "elements": [_button(TAKE_OVER_ACTION, "Take over", channel)]},
+    ]
+
+
+def _button(action: str, label: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action,
+        "text": {"type": "plain_text", "text": label},
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
 
 
 def continues(previous: ChannelId) -> str:

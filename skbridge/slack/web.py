@@ -322,8 +322,18 @@ class SlackWeb:
         """The channel's topic: plain text (Slack formats nothing in it), 250 at most."""
         await self._call("conversations.setTopic", channel=channel, topic=topic[:TOPIC_LIMIT])
 
-    async def post_ephemeral(self, channel: ChannelId, user: SlackUserId, text: str) -> None:
-        await self._call("chat.postEphemeral", channel=channel, user=user, text=text)
+    async def post_ephemeral(
+        self,
+        channel: ChannelId,
+        user: SlackUserId,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A message only ``user`` sees, in ``channel``, which they must be in."""
+        params: dict[str, Any] = {"channel": channel, "user": user, "text": text}
+        if blocks:
+            params["blocks"] = blocks
+        await self._call("chat.postEphemeral", **params)
 
 
 def _form(params: dict[str, Any]) -> dict[str, str]:

@@ -111,5 +111,19 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
     ALTER TABLE conversations ADD COLUMN handle TEXT;
     ALTER TABLE conversations ADD COLUMN language TEXT;
     """,
+        # 5: who has a conversation, and where its dispatch notice is
+        """
+    ALTER TABLE conversations ADD COLUMN owner TEXT;
+    ALTER TABLE conversations ADD COLUMN dispatch_channel TEXT;
+    ALTER TABLE conversations ADD COLUMN dispatch_ts TEXT;
+    ALTER TABLE conversations ADD COLUMN dispatch_reopened INTEGER NOT NULL DEFAULT 0;
+
+    -- Who has answered although someone else owns the conversation (noted once each).
+    CREATE TABLE claim_notes (
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+        user_id         TEXT NOT NULL,
+        PRIMARY KEY (conversation_id, user_id)
+    ) STRICT, WITHOUT ROWID;
+    """,
     )
 )

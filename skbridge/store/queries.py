@@ -16,6 +16,7 @@ from skbridge.ids import (
     ConversationId,
     MessageTs,
     OutboxId,
+    SlackUserId,
     SourceName,
     UpstreamUserId,
 )
@@ -150,7 +151,7 @@ async def set_kind_notice(
 
 _CONV_COLUMNS = (
     "c.id, c.source, c.upstream_id, c.customer_name, c.channel_id, c.channel_name, c.state, "
-    "c.handle, c.language"
+    "c.handle, c.language, c.owner"
 )
 
 
@@ -165,6 +166,7 @@ def _conversation(row: Row) -> Conversation:
         state=ConvState(row[6]),
         handle=row[7],
         language=row[8],
+        owner=None if row[9] is None else SlackUserId(row[9]),
     )
 
 
@@ -230,6 +232,49 @@ async def update_customer(tx: Tx, conv_id: ConversationId, customer: Customer) -
         "UPDATE conversations SET customer_name = ?, handle = ?, language = ? WHERE id = ?",
         (customer.name, customer.handle, customer.language, conv_id),
     )
+
+
+async def set_owner(tx: Tx, conv_id: ConversationId, owner: SlackUserId | None) -> None:
+    """Who has the conversation now; those noted as helping someone else are forgotten."""
+    await tx.execute("UPDATE conversations SET owner = ? WHERE id = ?", (owner, conv_id))
+    await tx.execute("DELETE FROM claim_notes WHERE conversation_id = ?", (conv_id,))
+
+
+async def note_helper(tx: Tx, conv_id: ConversationId, user: SlackUserId) -> bool:
+    """Remember that ``user`` answered someone else's conversation; False if already noted."""
+    changed = await tx.execute(
+        "INSERT INTO claim_notes (conversation_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (conv_id, user),
+    )
+    return changed == 1
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchNotice:
+    channel: ChannelId
+    ts: MessageTs
+    reopened: bool
+
+
+async def set_dispatch_notice(
+    tx: Tx, conv_id: ConversationId, channel: ChannelId, ts: MessageTs, reopened: bool
+) -> None:
+    await tx.execute(
+        "UPDATE conversations SET dispatch_channel = ?, dispatch_ts = ?, dispatch_reopened = ? "
+        "WHERE id = ?",
+        (channel, ts, int(reopened), conv_id),
+    )
+
+
+async def dispatch_notice(db: Reader, conv_id: ConversationId) -> DispatchNotice | None:
+    """The conversation's latest dispatch notice, if it was posted."""
+    row = await db.one(
+        "SELECT dispatch_channel, dispatch_ts, dispatch_reopened FROM conversations WHERE id = ?",
+        (conv_id,),
+    )
+    if row is None or row[0] is None or row[1] is None:
+        return None
+    return DispatchNotice(ChannelId(row[0]), MessageTs(row[1]), bool(row[2]))
 
 
 async def update_conversation(
