@@ -52,6 +52,8 @@ class SlackConfig(Section):
     """Posting pace per channel; Slack allows about one message a second, with short bursts."""
     channels_per_minute: float = Field(default=20.0, gt=0)
     """Channel creation pace; ``conversations.create`` is Tier 2 (about 20 a minute)."""
+    history_messages: int = Field(default=10, ge=0, le=50)
+    """Messages a continuation channel shows from before (0: none, only the link)."""
     ping_interval: float = Field(default=10.0, gt=0)
     """Socket Mode ping period; a connection silent for 1.5 periods is replaced."""
 

@@ -31,7 +31,7 @@ from skbridge.core.model import (
     op_from_row,
 )
 from skbridge.core.states import RESENDABLE, OutboxState
-from skbridge.core.text import escape_unencodable
+from skbridge.core.text import escape_for_slack, escape_unencodable
 from skbridge.errors import Unstorable
 from skbridge.ids import ChannelId, SlackUserId, SourceName
 from skbridge.slack import envelopes, messages
@@ -153,6 +153,8 @@ class Intake:
                 await q.update_customer(tx, conv.id, customer)
             if plan.new_state is not None:
                 await q.update_conversation(tx, conv.id, state=plan.new_state, now=now)
+        said = q.Said(now, False, customer.name, escape_for_slack(msg.text))
+        await q.add_said(tx, conv.id, said)
         return await q.enqueue(tx, conv.id, plan.ops, now)
 
     async def _park(

@@ -174,9 +174,10 @@ async def test_archive_then_message_continues_in_a_new_channel(
     world.telegram.customer_says(ADA, "me again", first_name="Ada", last_name="Lovelace")
     await world.slack.wait_for(lambda: world.slack.channel_by_name("sk-ada-lovelace-2") is not None)
     new = customer_channel(world.slack, "sk-ada-lovelace-2")
-    await world.slack.wait_for(lambda: len(world.slack.messages(new)) == 2)
+    await world.slack.wait_for(lambda: len(world.slack.messages(new)) == 3)
     assert f"<#{old}>" in world.slack.messages(new)[0].text
-    assert world.slack.messages(new)[1].text == "me again"
+    assert "Earlier in this conversation" in world.slack.messages(new)[1].text
+    assert world.slack.messages(new)[2].text == "me again"
     await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 2)
     assert f"<#{new}>" in dispatch_notices(world)[1].text
     await world.slack.wait_for(lambda: OWNER in world.slack.channels[new].members)

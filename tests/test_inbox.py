@@ -3,6 +3,7 @@ idle channels archived, and the team's figures."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from skbridge.testing.harness import (
@@ -162,3 +163,43 @@ async def test_archiving_clears_the_owner(world: Fakes, daemon: Daemon) -> None:
     envelope = await world.slack.send_command(again, BOB, "claim")
     await world.slack.wait_ack(envelope["envelope_id"])
     await world.slack.wait_for(lambda: "Bob is on it." in texts(world.slack, again)[-1])
+
+
+async def test_a_continuation_channel_starts_with_the_last_messages(
+    world: Fakes, tmp_path: Path
+) -> None:
+    """The last N lines, both ways, with who said them; older ones are left to the archive."""
+    config = world.write_config(tmp_path)
+    config.write_text(config.read_text().replace("[slack]\n", "[slack]\nhistory_messages = 3\n"))
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        channel = await first_message(world, "m1")
+        for n in (2, 3):
+            ada_says(world, f"m{n} <b>")
+        await world.slack.wait_for(lambda: len(world.slack.messages(channel)) == 3)
+        await world.slack.send_command(channel, ALICE, "r1 *bold*")
+        await world.telegram.wait_for(lambda: len(world.telegram.sent_to(ADA)) == 1)
+        await daemon.wait_idle()
+        await world.slack.user_archives(channel, ALICE)
+        archive = next(e for e in world.slack.deliveries if e["type"] == "events_api")
+        await world.slack.wait_ack(archive["envelope_id"])
+        ada_says(world, "back")
+        await world.slack.wait_for(
+            lambda: world.slack.channel_by_name("sk-ada-lovelace-2") is not None
+        )
+        again = customer_channel(world.slack, "sk-ada-lovelace-2")
+        await world.slack.wait_for(lambda: len(world.slack.messages(again)) == 3)
+        history = texts(world.slack, again)[1].splitlines()
+        assert history[:2] == [
+            "*Earlier in this conversation:*",
+            "_(older messages are in the archived channel)_",
+        ]
+        assert [line.split("` ", 1)[1] for line in history[2:]] == [
+            "← *Ada Lovelace:* m2 &lt;b&gt;",
+            "← *Ada Lovelace:* m3 &lt;b&gt;",
+            "→ *Alice:* r1 *bold*",
+        ]
+        assert texts(world.slack, again)[2] == "back"
+    finally:
+        await daemon.stop()

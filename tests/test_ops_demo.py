@@ -14,6 +14,9 @@ STEPS = [
     "#support, posted by skbridge: New conversation with Ada Lovelace (Telegram): "
     "#sk-ada-lovelace  [Join]  [Claim]  [Open channel]",
     "the workspace owner, is invited to #sk-ada-lovelace",
+    "Alice presses Claim in #support",
+    "#sk-ada-lovelace, posted by skbridge: :raising_hand: Alice is on it.",
+    "the #support notice now says: Alice is on it.",
     "Alice, in #sk-ada-lovelace: /sk Sorry about that",
     'Ada receives: "Alice: Sorry about that',
     '#sk-ada-lovelace, posted as "Alice": To Ada Lovelace: Sorry about that',
@@ -21,6 +24,7 @@ STEPS = [
     'Ada Lovelace writes again: "It just arrived',
     "conversation reopened in #sk-ada-lovelace-2",
     "#sk-ada-lovelace-2, posted by skbridge: This conversation continues from #sk-ada-lovelace",
+    "#sk-ada-lovelace-2, posted by skbridge: Earlier in this conversation: / > ",
     '#sk-ada-lovelace-2, posted as "Ada Lovelace": It just arrived',
     "#support, posted by skbridge: Ada Lovelace (Telegram) wrote again, reopening the "
     "conversation: #sk-ada-lovelace-2",

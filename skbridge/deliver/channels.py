@@ -102,12 +102,26 @@ async def reopen(
     channel = await create(ctx, conv, suspect)
     if previous:
         await ctx.post(channel.id, messages.continues(previous), f"{key}:continues", suspect, row)
+        await _history(ctx, conv, channel.id, key, suspect, row)
     await invites.invite_all(ctx, channel.id)
     async with ctx.db.write() as tx:
         await q.attach_channel(tx, conv.id, channel.id, channel.name, state, ctx.clock())
         await q.mark_members_invited(tx, channel.id)
     log.info("continuation channel", extra={"conversation": conv.id, "channel": channel.id})
     return channel.id
+
+
+async def _history(
+    ctx: Context, conv: Conversation, channel: ChannelId, key: str, suspect: bool, row: OutboxRow
+) -> None:
+    """The last messages of the conversation, so the agent has the context without leaving."""
+    limit = ctx.config.history_messages
+    if not limit:
+        return
+    said, more = await q.said_before(ctx.db, conv.id, row.created_at, limit)
+    if said:
+        text = messages.history(said, more)
+        await ctx.post(channel, text, f"{key}:history", suspect, row)
 
 
 OPEN = Handler(

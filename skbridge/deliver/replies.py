@@ -112,6 +112,7 @@ async def _settle(
             text = messages.echo(conv, op.text)
             notice = PostNotice(text=text, username=agent.name, icon_url=agent.avatar_url)
             warning = None
+            await q.add_said(tx, conv.id, q.Said(now, True, agent.name, op.text))
         else:
             tell = messages.uncertain if state is OutboxState.UNCERTAIN else messages.not_delivered
             warning = tell(op.text, reason or "", parts)

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from skbridge.testing.fake_slack import FakeSlack, Message
 from skbridge.testing.harness import ADA, ALICE, OWNER, Daemon, Fakes, dispatch_notices, fakes
@@ -75,14 +76,17 @@ class DemoFailed(Exception):
     """A step of the demo did not happen in time."""
 
 
-def _buttons(message: Message) -> list[str]:
+def _elements(message: Message) -> list[dict[str, Any]]:
     return [
-        str(element["text"]["text"])
+        element
         for block in message.blocks or []
         if block.get("type") == "actions"
         for element in block.get("elements", [])
-        if element.get("type") == "button"
     ]
+
+
+def _buttons(message: Message) -> list[str]:
+    return [str(e["text"]["text"]) for e in _elements(message) if e.get("type") == "button"]
 
 
 def _channel(slack: FakeSlack, name: str) -> str | None:
@@ -115,13 +119,23 @@ async def play(world: Fakes, say: Say) -> None:
     owner = story.readable(f"<@{OWNER}>")
     story.tell("Slack", f"{owner}, the workspace owner, is invited to #sk-ada-lovelace")
 
+    notice = dispatch_notices(world)[0]
+    claim = next(e for e in _elements(notice) if e.get("action_id") == "claim")
+    story.tell("Slack", "Alice presses Claim in #support")
+    click = await slack.send_block_action(world.dispatch_id, ALICE, "claim", claim["value"])
+    await story.until("ack", lambda: click["envelope_id"] in slack.acks)
+    await story.until("claim", lambda: "is on it" in str(dispatch_notices(world)[0].blocks))
+    await story.until("claim news", lambda: len(slack.messages(channel)) >= 2)
+    story.posted(slack.messages(channel)[1])
+    story.tell("Slack", "the #support notice now says: Alice is on it.")
+
     story.tell("Slack", f"Alice, in #sk-ada-lovelace: /sk {story.readable(REPLY)}")
     envelope = await slack.send_command(channel, ALICE, REPLY)
     await story.until("ack", lambda: envelope["envelope_id"] in slack.acks)
     await story.until("reply on Telegram", lambda: bool(telegram.sent_to(ADA)))
     story.tell("Telegram", f'Ada receives: "{telegram.sent_to(ADA)[0]}"')
-    await story.until("echo", lambda: len(slack.messages(channel)) >= 2)
-    story.posted(slack.messages(channel)[1])
+    await story.until("echo", lambda: len(slack.messages(channel)) >= 3)
+    story.posted(slack.messages(channel)[2])
 
     await slack.user_archives(channel, ALICE)
     story.tell("Slack", "Alice archives #sk-ada-lovelace: done for now")
@@ -136,8 +150,8 @@ async def play(world: Fakes, say: Say) -> None:
         "conversation reopened in #sk-ada-lovelace-2 (without a user token a bot cannot "
         "unarchive, so it continues in a new, linked channel)",
     )
-    await story.until("messages in the new channel", lambda: len(slack.messages(again)) >= 2)
-    for message in slack.messages(again)[:2]:
+    await story.until("messages in the new channel", lambda: len(slack.messages(again)) >= 3)
+    for message in slack.messages(again)[:3]:
         story.posted(message)
     await story.until("second dispatch notice", lambda: len(dispatch_notices(world)) >= 2)
     story.posted(dispatch_notices(world)[1])

@@ -15,7 +15,7 @@ from skbridge.core.states import PartState
 from skbridge.core.text import escape_for_slack
 from skbridge.ids import ChannelId, OutboxId
 from skbridge.slack.envelopes import CLAIM_ACTION, JOIN_ACTION, RESEND_ACTION, TAKE_OVER_ACTION
-from skbridge.store.queries import ParkedKind
+from skbridge.store.queries import ParkedKind, Said
 
 JOIN_ARCHIVED = (
     "That conversation is archived (done for now). "
@@ -118,6 +118,28 @@ def _button(action: str, label: str, value: str, style: str | None = None) -> di
     if style:
         button["style"] = style
     return button
+
+
+HISTORY_LINE = 300
+"""Characters of one message a history shows; the rest is in the archived channel."""
+
+
+def history(said: Sequence[Said], more: bool) -> str:
+    """A compact quoted transcript: one line a message, with its time and who said it."""
+    lines = ["*Earlier in this conversation:*"]
+    if more:
+        lines.append("_(older messages are in the archived channel)_")
+    for line in said:
+        text = " ".join(line.text.split())
+        if len(text) > HISTORY_LINE:
+            text = text[:HISTORY_LINE].rstrip() + " …"
+        arrow = "→" if line.outbound else "←"
+        lines.append(f"> `{_short_time(line.at)}` {arrow} *{escape_for_slack(line.who)}:* {text}")
+    return "\n".join(lines)
+
+
+def _short_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().strftime("%b %d %H:%M")
 
 
 def continues(previous: ChannelId) -> str:

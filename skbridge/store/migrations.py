@@ -125,5 +125,17 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         PRIMARY KEY (conversation_id, user_id)
     ) STRICT, WITHOUT ROWID;
     """,
+        # 6: what was said, for the history a continuation channel starts with
+        """
+    CREATE TABLE transcript (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+        at              REAL NOT NULL,
+        direction       TEXT NOT NULL,
+        who             TEXT NOT NULL,
+        text            TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX transcript_by_conversation ON transcript (conversation_id, id);
+    """,
     )
 )

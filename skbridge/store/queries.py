@@ -483,12 +483,54 @@ async def record_attempt(tx: Tx, row_id: OutboxId, error: str) -> int:
 
 
 async def prune(tx: Tx, now: float, keep_seconds: float) -> None:
-    """Forget finished work and old deduplication keys."""
+    """Forget finished work, old deduplication keys, and all but the latest of what was said."""
     cutoff = now - keep_seconds
     await tx.execute("DELETE FROM received WHERE received_at < ?", (cutoff,))
     await tx.execute(
         "DELETE FROM outbox WHERE state = ? AND finished_at < ?", (OutboxState.DONE, cutoff)
     )
+    await tx.execute(
+        "DELETE FROM transcript WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
+        "(PARTITION BY conversation_id ORDER BY id DESC) AS n FROM transcript) WHERE n > ?)",
+        (TRANSCRIPT_KEPT,),
+    )
+
+
+# --- what was said ----------------------------------------------------------------------------
+
+TRANSCRIPT_KEPT = 100
+"""Lines of transcript kept per conversation: more than any history shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    at: float
+    outbound: bool
+    """From the team to the customer (a reply), else from the customer."""
+    who: str
+    text: str
+    """As Slack shows it: customer text escaped, agent text in Slack's markup."""
+
+
+async def add_said(tx: Tx, conv_id: ConversationId, said: Said) -> None:
+    await tx.execute(
+        "INSERT INTO transcript (conversation_id, at, direction, who, text) VALUES (?, ?, ?, ?, ?)",
+        (conv_id, said.at, "out" if said.outbound else "in", said.who, said.text),
+    )
+
+
+async def said_before(
+    db: Reader, conv_id: ConversationId, before: float, limit: int
+) -> tuple[list[Said], bool]:
+    """The last ``limit`` lines said before ``before``, oldest first; and whether there
+    were more."""
+    rows = await db.all(
+        "SELECT at, direction, who, text FROM transcript WHERE conversation_id = ? AND at < ? "
+        "ORDER BY id DESC LIMIT ?",
+        (conv_id, before, limit + 1),
+    )
+    said = [Said(float(at), d == "out", str(who), str(text)) for at, d, who, text in rows]
+    return list(reversed(said[:limit])), len(said) > limit
 
 
 # --- seeding (benchmarks) ------------------------------------------------------------------

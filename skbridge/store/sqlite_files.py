@@ -39,7 +39,9 @@ def damaged(exc: sqlite3.Error) -> StoreUnusable | None:
     if code == sqlite3.SQLITE_NOTADB:
         return StoreUnusable("not an SQLite database (damaged or overwritten)", RESTORE)
     if code == sqlite3.SQLITE_CORRUPT:
-        return StoreUnusable(f"damaged ({exc})", RESTORE)
+        # SQLite's own words vary with the statement (VACUUM INTO blames the copy):
+        # the code is what is known.
+        return StoreUnusable("damaged (database disk image is malformed)", RESTORE)
     return None
 
 
