@@ -52,6 +52,10 @@ class SlackConfig(Section):
     """Posting pace per channel; Slack allows about one message a second, with short bursts."""
     channels_per_minute: float = Field(default=20.0, gt=0)
     """Channel creation pace; ``conversations.create`` is Tier 2 (about 20 a minute)."""
+    archive_after_days: float = Field(default=0.0, ge=0)
+    """Archive a customer channel quiet this long (0: never); fractions allowed."""
+    archive_grace_days: float = Field(default=1.0, gt=0)
+    """How long the warning before an idle archive stands; anyone speaking cancels it."""
     history_messages: int = Field(default=10, ge=0, le=50)
     """Messages a continuation channel shows from before (0: none, only the link)."""
     ping_interval: float = Field(default=10.0, gt=0)

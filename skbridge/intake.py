@@ -19,6 +19,7 @@ from typing import Any
 
 from skbridge.core import claims, rules
 from skbridge.core.model import (
+    Announce,
     ChannelEvent,
     Conversation,
     CustomerMessage,
@@ -249,6 +250,8 @@ class Intake:
                     rows = await self._resend(tx, click, now)
                 case envelopes.ClaimClicked() as click:
                     rows = await self._claim_clicked(tx, click, now)
+                case envelopes.KeepOpenClicked(channel_id=channel, user_id=user):
+                    rows = await self._keep_open(tx, channel, user, now)
         self._submit(rows)
         return ack
 
@@ -293,6 +296,16 @@ class Intake:
         if decision is not None and decision.changed:
             await q.set_owner(tx, conv.id, decision.owner)
             log.info("owner", extra={"conversation": conv.id, "owner": decision.owner or "-"})
+
+    async def _keep_open(
+        self, tx: Tx, channel: ChannelId, user: SlackUserId, now: float
+    ) -> list[OutboxRow]:
+        """Keep open counts as speaking: the idle warning stands no more."""
+        conv = await q.conversation_of_channel(tx, channel)
+        if conv is None or conv.channel_id != channel:
+            return []
+        await q.update_conversation(tx, conv.id, state=None, now=now)
+        return await q.enqueue(tx, conv.id, [Announce("kept_open", user)], now)
 
     async def _claim_clicked(
         self, tx: Tx, click: envelopes.ClaimClicked, now: float

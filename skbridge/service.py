@@ -25,10 +25,11 @@ import aiohttp
 import httpx
 
 from skbridge import logs, retry
+from skbridge.chores import Chores
 from skbridge.config import Config, load_config, secrets
 from skbridge.core.model import ReportOutage
 from skbridge.deliver import Deliverer
-from skbridge.errors import ConfigError, DeliveryError, Refused, StoreUnavailable
+from skbridge.errors import ConfigError, DeliveryError, Refused
 from skbridge.gravatar import Gravatar
 from skbridge.health import Health, Outage
 from skbridge.intake import Intake, cursor_key
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SHUTDOWN_DEADLINE = 8.0
-HOUSEKEEPING_EVERY = 3600.0
-KEEP_FINISHED = 7 * 24 * 3600.0
 LONG_OUTAGE = 120.0
 """An outage at least this long is reported in the dispatch channel once it is over."""
 
@@ -72,6 +71,7 @@ class Service:
         self._clock = clock
         self._state = "starting"
         self.outbox: Outbox | None = None
+        self.chores: Chores | None = None
         self.db: Store | None = None
         self.health = Health(clock)
         logs.add_secrets(secrets(config))
@@ -129,6 +129,7 @@ class Service:
             on_store_state=self._store_state,
             dispatch=lambda: workspace.dispatch.id if workspace.dispatch else None,
         )
+        chores = self.chores = Chores(db, outbox.submit, lambda: self.config.slack, self._clock)
         pending = await outbox.load()
         record = functools.partial(_record_outages, health.outages, [], self._clock())
         await persist(db, record, what="outages")  # what a previous run left is over
@@ -148,10 +149,10 @@ class Service:
             for name, upstream in upstreams.items():
                 cursor = await q.get_setting(db, cursor_key(name))
                 receivers.append(group.create_task(upstream.run(intake, cursor), name=name))
-            chores = [
+            helpers = [
                 group.create_task(self._announce_ready(socket), name="ready"),
                 group.create_task(self._heartbeat(), name="heartbeat"),
-                group.create_task(self._housekeeping(), name="housekeeping"),
+                group.create_task(chores.run(), name="chores"),
                 group.create_task(self._reloader(workspace, deliverer), name="reload"),
                 group.create_task(self._watch_health(db, outbox), name="health"),
                 group.create_task(gravatar.run(), name="gravatar"),
@@ -160,9 +161,9 @@ class Service:
 
             self.notifier.stopping()
             log.info("stopping", extra={"backlog": outbox.backlog})
-            for task in receivers + chores:
+            for task in receivers + helpers:
                 task.cancel()
-            await asyncio.gather(*receivers, *chores, return_exceptions=True)
+            await asyncio.gather(*receivers, *helpers, return_exceptions=True)
             if not await outbox.drain(SHUTDOWN_DEADLINE):
                 log.warning("work in flight left for the next start")
             work.cancel()
@@ -203,17 +204,8 @@ class Service:
 
     async def housekeeping_once(self) -> None:
         """Forget finished work and deduplication keys older than a week."""
-        if self.db is not None:
-            async with self.db.write() as tx:
-                await q.prune(tx, self._clock(), KEEP_FINISHED)
-
-    async def _housekeeping(self) -> None:
-        while True:
-            try:
-                await self.housekeeping_once()
-            except StoreUnavailable as exc:
-                log.warning("housekeeping skipped", extra={"error": str(exc)})
-            await asyncio.sleep(HOUSEKEEPING_EVERY)
+        if self.chores is not None:
+            await self.chores.housekeeping_once()
 
     async def _watch_health(self, db: Store, outbox: Outbox) -> None:
         """Keep the running outages in the database; tell dispatch when a long one ends."""

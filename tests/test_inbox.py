@@ -3,6 +3,7 @@ idle channels archived, and the team's figures."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,5 +202,119 @@ async def test_a_continuation_channel_starts_with_the_last_messages(
             "→ *Alice:* r1 *bold*",
         ]
         assert texts(world.slack, again)[2] == "back"
+    finally:
+        await daemon.stop()
+
+
+class Clock:
+    """Real time, plus days the test lets pass at once."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skipped
+
+    def days(self, n: float) -> None:
+        self.skipped += n * 86_400
+
+
+def idle_config(world: Fakes, tmp_path: Path, after: float = 2, grace: float = 1) -> Path:
+    config = world.write_config(tmp_path)
+    options = f"archive_after_days = {after}\narchive_grace_days = {grace}\n"
+    config.write_text(config.read_text().replace("[slack]\n", "[slack]\n" + options))
+    return config
+
+
+async def sweep(daemon: Daemon) -> int:
+    assert daemon.service is not None and daemon.service.chores is not None
+    acted = await daemon.service.chores.idle_once()
+    await daemon.wait_idle()
+    return acted
+
+
+async def answered_conversation(world: Fakes, daemon: Daemon) -> str:
+    channel = await first_message(world)
+    await world.slack.send_command(channel, ALICE, "hello Ada")
+    await world.telegram.wait_for(lambda: bool(world.telegram.sent_to(ADA)))
+    await daemon.wait_idle()
+    return channel
+
+
+async def test_a_quiet_channel_is_warned_then_archived_and_reopens_on_the_next_message(
+    world: Fakes, tmp_path: Path
+) -> None:
+    """Two quiet days: a warning; one more: archived, as a team archive. Survives a restart."""
+    clock = Clock()
+    daemon = Daemon(idle_config(world, tmp_path), clock=clock)
+    await daemon.start()
+    try:
+        channel = await answered_conversation(world, daemon)
+        clock.days(1.9)
+        assert await sweep(daemon) == 0
+        clock.days(0.2)
+        assert await sweep(daemon) == 1
+        warning = world.slack.messages(channel)[-1]
+        assert "quiet for 2 days" in warning.text and "archives it in 1 day" in warning.text
+        assert await sweep(daemon) == 0  # warned once
+        await daemon.restart()
+        clock.days(1.1)
+        assert await sweep(daemon) == 1
+        await world.slack.wait_for(lambda: world.slack.channels[channel].is_archived)
+        assert len(dispatch_notices(world)) == 1  # archiving tells nobody
+        ada_says(world, "me again")
+        await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 2)
+        assert world.slack.channel_by_name("sk-ada-lovelace-2") is not None
+    finally:
+        await daemon.stop()
+
+
+async def test_speaking_or_keep_open_cancels_the_warning(world: Fakes, tmp_path: Path) -> None:
+    """A reply after the warning, or a Keep open click: the channel stays open."""
+    clock = Clock()
+    daemon = Daemon(idle_config(world, tmp_path), clock=clock)
+    await daemon.start()
+    try:
+        channel = await answered_conversation(world, daemon)
+        clock.days(3)
+        assert await sweep(daemon) == 1
+        await click(world, channel, BOB, world.slack.messages(channel)[-1], "keep_open")
+        await world.slack.wait_for(
+            lambda: "Bob keeps this channel open." in texts(world.slack, channel)[-1]
+        )
+        clock.days(1.5)
+        assert await sweep(daemon) == 1  # the warning is forgotten: nothing else happens
+        assert not world.slack.channels[channel].is_archived
+
+        clock.days(3)
+        assert await sweep(daemon) == 1  # quiet again: a new warning
+        await world.slack.send_command(channel, ALICE, "anything else?")
+        await world.telegram.wait_for(lambda: len(world.telegram.sent_to(ADA)) == 2)
+        await daemon.wait_idle()
+        clock.days(1.5)
+        await sweep(daemon)
+        assert not world.slack.channels[channel].is_archived
+    finally:
+        await daemon.stop()
+
+
+async def test_a_channel_whose_customer_waits_for_an_answer_is_never_archived(
+    world: Fakes, tmp_path: Path
+) -> None:
+    """The customer's last message has no answer: the channel is told so, once; no archive."""
+    clock = Clock()
+    daemon = Daemon(idle_config(world, tmp_path, after=0.5), clock=clock)
+    await daemon.start()
+    try:
+        channel = await first_message(world)
+        await daemon.wait_idle()
+        clock.days(1)
+        assert await sweep(daemon) == 1
+        assert "no answer yet" in texts(world.slack, channel)[-1]
+        for _ in range(3):
+            clock.days(2)
+            assert await sweep(daemon) == 0
+        assert not world.slack.channels[channel].is_archived
+        assert sum("no answer yet" in t for t in texts(world.slack, channel)) == 1
     finally:
         await daemon.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skbridge.core.model import AnnounceClaim, Conversation, Op, UpdateDispatch
+from skbridge.core.model import Announce, Conversation, Op, UpdateDispatch
 from skbridge.ids import SlackUserId
 
 
@@ -27,7 +27,7 @@ class Decision:
     offer_take_over: bool = False
 
 
-def _moved(owner: SlackUserId | None, announce: AnnounceClaim) -> Decision:
+def _moved(owner: SlackUserId | None, announce: Announce) -> Decision:
     return Decision(owner, True, (announce, UpdateDispatch()))
 
 
@@ -41,7 +41,7 @@ def claim(conv: Conversation, user: SlackUserId) -> Decision:
             reply=f"<@{conv.owner}> has this conversation.",
             offer_take_over=True,
         )
-    return _moved(user, AnnounceClaim("claimed", user))
+    return _moved(user, Announce("claimed", user))
 
 
 def take_over(conv: Conversation, user: SlackUserId) -> Decision:
@@ -49,7 +49,7 @@ def take_over(conv: Conversation, user: SlackUserId) -> Decision:
         return Decision(user, False, reply="You have this conversation already.")
     if conv.owner is None:
         return claim(conv, user)
-    return _moved(user, AnnounceClaim("took_over", user, conv.owner))
+    return _moved(user, Announce("took_over", user, conv.owner))
 
 
 def release(conv: Conversation, user: SlackUserId) -> Decision:
@@ -57,11 +57,11 @@ def release(conv: Conversation, user: SlackUserId) -> Decision:
         return Decision(None, False, reply="Nobody has claimed this conversation.")
     if conv.owner != user:
         return Decision(conv.owner, False, reply=f"<@{conv.owner}> has this conversation.")
-    return _moved(None, AnnounceClaim("released", user))
+    return _moved(None, Announce("released", user))
 
 
-def helping_note(conv: Conversation, user: SlackUserId, noted: bool) -> AnnounceClaim | None:
+def helping_note(conv: Conversation, user: SlackUserId, noted: bool) -> Announce | None:
     """A reply by someone other than the owner is fine; the channel notes it, once."""
     if conv.owner is None or conv.owner == user or noted:
         return None
-    return AnnounceClaim("helped", user, conv.owner)
+    return Announce("helped", user, conv.owner)

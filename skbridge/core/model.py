@@ -129,15 +129,36 @@ class UpdateDispatch:
 
 
 @dataclass(frozen=True, slots=True)
-class AnnounceClaim:
-    """Tell the conversation's channel who has it now (names are looked up when shown)."""
+class Announce:
+    """Tell the conversation's channel who has it now, or who kept it open (names are
+    looked up when shown, so nobody is pinged)."""
 
-    kind: ClassVar[str] = "announce_claim"
+    kind: ClassVar[str] = "announce"
     event: str
-    """``claimed``, ``took_over``, ``released`` or ``helped``."""
+    """``claimed``, ``took_over``, ``released``, ``helped`` or ``kept_open``."""
     user_id: SlackUserId
     owner: SlackUserId | None = None
     """The owner before a take-over, or who has it while someone else helps."""
+
+
+@dataclass(frozen=True, slots=True)
+class WarnIdle:
+    """Tell a quiet channel it will be archived unless someone speaks (or why it will not)."""
+
+    kind: ClassVar[str] = "warn_idle"
+    idle_days: float
+    grace_days: float
+    unanswered: bool = False
+    """The customer's last message has no answer: skbridge says so and does not archive."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveIdle:
+    """Archive a channel that stayed quiet through its warning: done for now."""
+
+    kind: ClassVar[str] = "archive_idle"
+    quiet_since: float
+    """The warning's time: if anything happened after it, the channel stays open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +251,10 @@ Op = (
     | SetTopic
     | NotifyDispatch
     | UpdateDispatch
-    | AnnounceClaim
+    | Announce
     | TellPrivately
+    | WarnIdle
+    | ArchiveIdle
     | InviteMembers
     | SendToCustomer
     | InviteToChannel

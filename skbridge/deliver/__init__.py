@@ -15,7 +15,8 @@ from typing import Any
 from skbridge.config import SlackConfig
 from skbridge.core import rules
 from skbridge.core.model import (
-    AnnounceClaim,
+    Announce,
+    ArchiveIdle,
     InviteMembers,
     InviteToChannel,
     NotifyDispatch,
@@ -31,10 +32,11 @@ from skbridge.core.model import (
     SetTopic,
     TellPrivately,
     UpdateDispatch,
+    WarnIdle,
     op_from_row,
 )
 from skbridge.core.states import OutboxState
-from skbridge.deliver import channels, claims, invites, posts, replies
+from skbridge.deliver import channels, claims, idle, invites, posts, replies
 from skbridge.deliver.context import Context, Handler
 from skbridge.ids import SourceName
 from skbridge.slack import messages
@@ -55,8 +57,10 @@ HANDLERS: Mapping[type[Any], Handler] = {
     ReportInput: posts.INPUT_REPORT,
     ReportOutage: posts.OUTAGE_REPORT,
     UpdateDispatch: claims.UPDATE_DISPATCH,
-    AnnounceClaim: claims.ANNOUNCE,
+    Announce: claims.ANNOUNCE,
     TellPrivately: claims.TELL,
+    WarnIdle: idle.WARN,
+    ArchiveIdle: idle.ARCHIVE,
     InviteMembers: invites.MEMBERS,
     InviteToChannel: invites.CLICKER,
     SendToCustomer: replies.REPLY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from skbridge.core.model import AnnounceClaim, Conversation, TellPrivately, UpdateDispatch
+from skbridge.core.model import Announce, Conversation, TellPrivately, UpdateDispatch
 from skbridge.deliver.context import Context, Handler, live_channel
 from skbridge.errors import Refused
 from skbridge.ids import SlackUserId
@@ -28,10 +28,10 @@ async def name_of(ctx: Context, user: SlackUserId | None) -> str | None:
 
 
 async def announce_claim(
-    ctx: Context, row: OutboxRow, op: AnnounceClaim, suspect: bool
+    ctx: Context, row: OutboxRow, op: Announce, suspect: bool
 ) -> list[OutboxRow]:
     conv = await ctx.conversation(row.conversation_id)
-    text = messages.claim_news(
+    text = messages.news(
         op.event, await name_of(ctx, op.user_id) or op.user_id, await name_of(ctx, op.owner)
     )
     try:

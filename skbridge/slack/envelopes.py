@@ -20,6 +20,7 @@ JOIN_ACTION = "join_conversation"
 RESEND_ACTION = "resend_reply"
 CLAIM_ACTION = "claim"
 TAKE_OVER_ACTION = "take_over"
+KEEP_OPEN_ACTION = "keep_open"
 
 _CHANNEL_EVENTS = {
     "channel_archive": "archive",
@@ -56,6 +57,12 @@ class ClaimClicked:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepOpenClicked:
+    channel_id: ChannelId
+    user_id: SlackUserId
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     why: str
 
@@ -66,7 +73,14 @@ class Malformed:
 
 
 Parsed = (
-    SlashCommand | ChannelEvent | JoinClicked | ResendClicked | ClaimClicked | Ignored | Malformed
+    SlashCommand
+    | ChannelEvent
+    | JoinClicked
+    | ResendClicked
+    | ClaimClicked
+    | KeepOpenClicked
+    | Ignored
+    | Malformed
 )
 
 
@@ -181,4 +195,6 @@ def _interaction(payload: dict[str, Any]) -> Parsed:
         about = ChannelId(_text(action, "value", f"{action.get('action_id')} value"))
         where = ChannelId(_text(payload.get("channel"), "id", "channel.id"))
         return ClaimClicked(about, user, where, action.get("action_id") == TAKE_OVER_ACTION)
+    if action.get("action_id") == KEEP_OPEN_ACTION:
+        return KeepOpenClicked(ChannelId(_text(action, "value", "keep_open value")), user)
     return Ignored(f"action {action.get('action_id')}")

@@ -6,15 +6,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from skbridge.core import idle
 from skbridge.core.model import (
     Conversation,
     ReportOutage,
     ReportParked,
+    WarnIdle,
 )
 from skbridge.core.states import PartState
 from skbridge.core.text import escape_for_slack
 from skbridge.ids import ChannelId, OutboxId
-from skbridge.slack.envelopes import CLAIM_ACTION, JOIN_ACTION, RESEND_ACTION, TAKE_OVER_ACTION
+from skbridge.slack.envelopes import (
+    CLAIM_ACTION,
+    JOIN_ACTION,
+    KEEP_OPEN_ACTION,
+    RESEND_ACTION,
+    TAKE_OVER_ACTION,
+)
 from skbridge.store.queries import ParkedKind, Said
 
 JOIN_ARCHIVED = (
@@ -89,7 +97,7 @@ def dispatch(
     return text, blocks
 
 
-def claim_news(event: str, user: str, owner: str | None) -> str:
+def news(event: str, user: str, owner: str | None) -> str:
     """What the channel hears of who has the conversation (names, not mentions: no pings)."""
     user, owner = escape_for_slack(user), escape_for_slack(owner or "someone")
     return {
@@ -97,7 +105,27 @@ def claim_news(event: str, user: str, owner: str | None) -> str:
         "took_over": f":raising_hand: {user} took this conversation over from {owner}.",
         "released": f"{user} released this conversation: anyone may claim it.",
         "helped": f"{user} answered the customer; {owner} has this conversation.",
+        "kept_open": f"{user} keeps this channel open.",
     }.get(event, f"{user}: {event}")
+
+
+def idle_warning(op: WarnIdle, customer: str, channel: ChannelId) -> Message:
+    """The notice of a quiet channel: archived after the grace unless someone speaks."""
+    quiet = idle.days(op.idle_days)
+    who = escape_for_slack(customer)
+    if op.unanswered:
+        text = (
+            f":hourglass: This channel has been quiet for {quiet}, but {who}'s last message "
+            "has no answer yet, so skbridge leaves it open."
+        )
+        return text, [_section(text)]
+    text = (
+        f":hourglass: This channel has been quiet for {quiet}: skbridge archives it in "
+        f"{idle.days(op.grace_days)} unless someone speaks (a `/sk` reply, a message from "
+        f"{who}, or *Keep open*). {who}'s next message would reopen it."
+    )
+    keep = {"type": "actions", "elements": [_button(KEEP_OPEN_ACTION, "Keep open", channel)]}
+    return text, [_section(text), keep]
 
 
 def take_over(text: str, channel: ChannelId) -> Blocks:

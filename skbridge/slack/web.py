@@ -232,6 +232,10 @@ class SlackWeb:
             if exc.code != "already_in_channel":
                 raise
 
+    async def archive(self, channel_id: ChannelId) -> None:
+        """Archive a channel the bot is in (which also removes the bot from it)."""
+        await self._call("conversations.archive", channel=channel_id)
+
     async def unarchive(self, channel_id: ChannelId) -> None:
         """Unarchive with the user token (bot tokens cannot); then the bot rejoins."""
         if self._user is None:

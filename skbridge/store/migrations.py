@@ -137,5 +137,10 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
     ) STRICT;
     CREATE INDEX transcript_by_conversation ON transcript (conversation_id, id);
     """,
+        # 7: idle channels: when skbridge warned that it would archive one, and why
+        """
+    ALTER TABLE conversations ADD COLUMN idle_warned_at REAL;
+    ALTER TABLE conversations ADD COLUMN idle_notice TEXT;
+    """,
     )
 )

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from skbridge.core.idle import Idle, Quiet
 from skbridge.core.model import Conversation, Customer, Op, op_to_json
 from skbridge.core.states import UNFINISHED, ConvState, OutboxState, PartState
 from skbridge.health import Outage
@@ -493,6 +494,48 @@ async def prune(tx: Tx, now: float, keep_seconds: float) -> None:
         "DELETE FROM transcript WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
         "(PARTITION BY conversation_id ORDER BY id DESC) AS n FROM transcript) WHERE n > ?)",
         (TRANSCRIPT_KEPT,),
+    )
+
+
+# --- idle channels -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuietChannel:
+    conversation_id: ConversationId
+    quiet: Quiet
+
+
+async def quiet_channels(db: Reader, idle_since: float, limit: int = 500) -> list[QuietChannel]:
+    """Open conversations quiet since before ``idle_since``, or warned already."""
+    rows = await db.all(
+        "SELECT c.id, c.last_activity, c.idle_warned_at, c.idle_notice, "
+        "(SELECT t.direction FROM transcript t WHERE t.conversation_id = c.id "
+        "ORDER BY t.id DESC LIMIT 1) FROM conversations c "
+        "WHERE c.state = ? AND c.channel_id IS NOT NULL "
+        "AND (c.last_activity < ? OR c.idle_warned_at IS NOT NULL) ORDER BY c.id LIMIT ?",
+        (ConvState.OPEN, idle_since, limit),
+    )
+    return [
+        QuietChannel(
+            ConversationId(conv),
+            Quiet(float(last), warned, Idle(notice) if notice else None, direction == "in"),
+        )
+        for conv, last, warned, notice, direction in rows
+    ]
+
+
+async def last_activity(db: Reader, conv_id: ConversationId) -> float:
+    row = await db.one("SELECT last_activity FROM conversations WHERE id = ?", (conv_id,))
+    return float(row[0]) if row else 0.0
+
+
+async def set_idle(
+    tx: Tx, conv_id: ConversationId, warned_at: float | None, notice: Idle | None
+) -> None:
+    await tx.execute(
+        "UPDATE conversations SET idle_warned_at = ?, idle_notice = ? WHERE id = ?",
+        (warned_at, notice, conv_id),
     )
 
 
