@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from skbridge.config import SlackConfig
 from skbridge.core import idle
 from skbridge.core.idle import DAY, Idle
-from skbridge.core.model import ArchiveIdle, Op, WarnIdle
+from skbridge.core.model import ArchiveIdle, Op, ReportDigest, WarnIdle
 from skbridge.errors import StoreUnavailable
 from skbridge.store import Store, Tx
 from skbridge.store import queries as q
@@ -27,6 +28,9 @@ HOUSEKEEPING_EVERY = 3600.0
 KEEP_FINISHED = 7 * 24 * 3600.0
 IDLE_EVERY = 300.0
 """How often quiet channels are looked for (a warning comes within this of being due)."""
+DIGEST_EVERY = 60.0
+DIGEST_SENT = "digest:last"
+"""The settings key holding the day of the last digest (one a day, across restarts)."""
 
 
 class Chores:
@@ -47,6 +51,7 @@ class Chores:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._every(HOUSEKEEPING_EVERY, self.housekeeping_once))
             group.create_task(self._every(IDLE_EVERY, self.idle_once))
+            group.create_task(self._every(DIGEST_EVERY, self.digest_once))
 
     async def _every(self, seconds: float, chore: Callable[[], object]) -> None:
         while True:
@@ -93,3 +98,21 @@ class Chores:
         self._submit(await persist(self._db, record, what="idle channels"))
         log.info("quiet channels", extra={"acted": len(due)})
         return len(due)
+
+    async def digest_once(self) -> bool:
+        """Queue the daily digest if its time of day has come and today's is not out yet."""
+        at = self._config().digest_at
+        if at is None:
+            return False
+        now = datetime.fromtimestamp(self._clock()).astimezone()
+        today = now.date().isoformat()
+        if now.strftime("%H:%M") < at or await q.get_setting(self._db, DIGEST_SENT) == today:
+            return False
+
+        async def record(tx: Tx) -> list[OutboxRow]:
+            await q.set_setting(tx, DIGEST_SENT, today)
+            return await q.enqueue(tx, None, [ReportDigest(day=today)], self._clock())
+
+        self._submit(await persist(self._db, record, what="digest"))
+        log.info("daily digest", extra={"day": today})
+        return True

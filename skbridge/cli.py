@@ -38,6 +38,10 @@ _BACKUP_HELP = """Write a consistent copy of the database to DEST (SQLite's VACU
 file copy), safe while the daemon runs; then run PRAGMA integrity_check on the copy.
 Never overwrites DEST. Exit 0 when the copy is written and checks ok, 78 if the database
 itself is damaged or unreadable."""
+_METRICS_HELP = """Print skbridge's metrics in the Prometheus text format, read from the database
+(read-only; safe while the daemon runs): messages in and out by source, delivery and
+first-response times, backlog, parked items, uncertain sends, reconnects. The daemon can
+also serve them on a local address: [metrics] listen."""
 _DEMO_HELP = """Watch skbridge work without tokens or config: runs the real daemon against
 in-process fakes of Slack, Telegram and Gravatar and plays one customer's conversation,
 step by step. Leaves nothing on disk."""
@@ -69,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config("check", "check the config and every token against the live services", _CHECK_HELP)
     status = with_config("status", "show conversations, backlog and parked work", _STATUS_HELP)
     status.add_argument("--json", action="store_true", help="print the same as JSON")
+    with_config("metrics", "print the metrics for monitoring (Prometheus text)", _METRICS_HELP)
     backup = with_config("backup", "copy the database safely, even while running", _BACKUP_HELP)
     backup.add_argument("dest", type=Path, metavar="DEST", help="where to write the copy (new)")
     commands.add_parser("manifest", help="print the Slack app manifest (JSON)")
@@ -113,6 +118,10 @@ def _command(args: argparse.Namespace, config: Config, path: Path) -> int:
         from skbridge.ops import status
 
         return status.command(config.store.path, args.json)
+    if args.command == "metrics":
+        from skbridge.ops import metrics
+
+        return metrics.command(config.store.path)
     if args.command == "backup":
         from skbridge.ops import backup
 

@@ -13,7 +13,9 @@ module never puts a secret's value in an error message.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +58,8 @@ class SlackConfig(Section):
     """Archive a customer channel quiet this long (0: never); fractions allowed."""
     archive_grace_days: float = Field(default=1.0, gt=0)
     """How long the warning before an idle archive stands; anyone speaking cancels it."""
+    digest_at: Annotated[str | None, BeforeValidator(empty_is_none)] = None
+    """``HH:MM`` (the server's time zone): a daily digest of the figures in dispatch."""
     history_messages: int = Field(default=10, ge=0, le=50)
     """Messages a continuation channel shows from before (0: none, only the link)."""
     ping_interval: float = Field(default=10.0, gt=0)
@@ -75,6 +79,13 @@ class SlackConfig(Section):
     @classmethod
     def _user(cls, v: SecretStr | None) -> SecretStr | None:
         return check_token(v, "xoxp-")
+
+    @field_validator("digest_at")
+    @classmethod
+    def _clock_time(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError("must be a time of day as HH:MM, e.g. 09:00")
+        return v
 
     @field_validator("api_url")
     @classmethod
@@ -109,6 +120,30 @@ class GravatarConfig(Section):
     size: int = Field(default=128, ge=16, le=2048)
 
 
+class MetricsConfig(Section):
+    listen: Annotated[str | None, BeforeValidator(empty_is_none)] = None
+    """``host:port`` to serve ``/metrics`` on; off by default (``skbridge metrics`` prints them)."""
+    allow_remote: bool = False
+    """Serve on an address other than loopback (the endpoint has no authentication)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+        return v
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -128,6 +163,7 @@ class Config(BaseSettings):
     sources: SourcesConfig = SourcesConfig()
     store: StoreConfig = StoreConfig()
     gravatar: GravatarConfig = GravatarConfig()
+    metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
 
 
@@ -157,10 +193,26 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         loaded = _Loaded()  # type: ignore[call-arg]  # sources supply the fields
     except ValidationError as exc:
         raise _first_problem(exc) from None
+    address = loaded.metrics.address
+    if address and not loaded.metrics.allow_remote and not _loopback(address[0]):
+        raise ConfigError(
+            "metrics.listen",
+            f"{address[0]} is not a loopback address; the endpoint has no authentication "
+            "(set metrics.allow_remote = true to serve it there anyway)",
+        )
     if not configured(loaded.sources):
         tables = " or ".join(f"[sources.{source.name}]" for source in SOURCES)
         raise ConfigError("sources", f"no upstream configured; add a {tables} table")
     return loaded
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def secrets(config: Config) -> list[str]:

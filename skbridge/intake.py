@@ -25,18 +25,19 @@ from skbridge.core.model import (
     CustomerMessage,
     InviteToChannel,
     Op,
+    PostCustomerMessage,
     ReportInput,
     SendToCustomer,
     SlashCommand,
     TellPrivately,
     op_from_row,
 )
-from skbridge.core.states import RESENDABLE, OutboxState
+from skbridge.core.states import RESENDABLE, ConvState, OutboxState
 from skbridge.core.text import escape_for_slack, escape_unencodable
 from skbridge.errors import Unstorable
 from skbridge.ids import ChannelId, SlackUserId, SourceName
 from skbridge.slack import envelopes, messages
-from skbridge.store import Store, Tx
+from skbridge.store import Store, Tx, figures
 from skbridge.store import queries as q
 from skbridge.store.persist import until_stored
 from skbridge.store.queries import OutboxRow
@@ -114,6 +115,10 @@ class Intake:
                     rows += await self._arrival(tx, source, arrival, now)
             if cursor is not None:
                 await q.set_setting(tx, cursor_key(source), cursor)
+            posted = sum(r.kind == PostCustomerMessage.kind for r in rows)
+            if posted:
+                labels = {"direction": "in", "source": str(source)}
+                await figures.count(tx, "skbridge_messages_total", labels, posted)
         return rows
 
     async def _arrival(
@@ -145,6 +150,7 @@ class Intake:
         customer = msg.customer
         conv = await q.conversation_of_customer(tx, customer.source, customer.upstream_id)
         plan = rules.on_customer_message(conv, msg)
+        reopened = conv is not None
         if conv is None:
             assert plan.new_state is not None
             conv = await q.insert_conversation(tx, customer, plan.new_state, now)
@@ -154,8 +160,11 @@ class Intake:
                 await q.update_customer(tx, conv.id, customer)
             if plan.new_state is not None:
                 await q.update_conversation(tx, conv.id, state=plan.new_state, now=now)
+        if plan.new_state in (ConvState.OPENING, ConvState.REOPENING):
+            await figures.open_episode(tx, conv.id, now, reopened)
         said = q.Said(now, False, customer.name, escape_for_slack(msg.text))
         await q.add_said(tx, conv.id, said)
+        await figures.customer_said(tx, conv.id, now)
         return await q.enqueue(tx, conv.id, plan.ops, now)
 
     async def _park(

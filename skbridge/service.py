@@ -24,7 +24,7 @@ from typing import TypeVar
 import aiohttp
 import httpx
 
-from skbridge import logs, retry
+from skbridge import logs, metrics, retry
 from skbridge.chores import Chores
 from skbridge.config import Config, load_config, secrets
 from skbridge.core.model import ReportOutage
@@ -39,7 +39,7 @@ from skbridge.slack import errors as slack_errors
 from skbridge.slack.socket import SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
-from skbridge.store import Store, Tx, open_store, sqlite_url
+from skbridge.store import Store, Tx, figures, open_store, sqlite_url
 from skbridge.store import queries as q
 from skbridge.store.persist import persist
 from skbridge.upstreams import Services, registry
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SHUTDOWN_DEADLINE = 8.0
+RECONNECTS = "skbridge_socket_reconnects_total"
 LONG_OUTAGE = 120.0
 """An outage at least this long is reported in the dispatch channel once it is over."""
 
@@ -156,7 +157,11 @@ class Service:
                 group.create_task(self._reloader(workspace, deliverer), name="reload"),
                 group.create_task(self._watch_health(db, outbox), name="health"),
                 group.create_task(gravatar.run(), name="gravatar"),
+                group.create_task(self._count_reconnects(db, socket), name="reconnects"),
             ]
+            if address := config.metrics.address:
+                served = metrics.serve(db, *address)
+                helpers.append(group.create_task(served, name="metrics"))
             await self._stop.wait()
 
             self.notifier.stopping()
@@ -226,6 +231,17 @@ class Service:
             record = functools.partial(_record_outages, health.outages, reports, self._clock())
             outbox.submit(await persist(db, record, what="outages"))
 
+    async def _count_reconnects(self, db: Store, socket: SocketMode) -> None:
+        """Every Socket Mode connection after the first is counted, for monitoring."""
+        counted = 1
+        while True:
+            await socket.connected.wait()
+            if socket.connections > counted:
+                new, counted = socket.connections - counted, socket.connections
+                record = functools.partial(_record_reconnects, by=new)
+                await persist(db, record, what="reconnects")
+            await socket.disconnected.wait()
+
     def _socket_state(self, state: str) -> None:
         self._state = state
 
@@ -265,6 +281,10 @@ async def _workspace(web: SlackWeb, config: Config) -> Workspace:
                 "slack", "the app lacks a scope; reinstall it from the manifest"
             ) from None
         raise
+
+
+async def _record_reconnects(tx: Tx, by: int) -> None:
+    await figures.count(tx, RECONNECTS, {}, by)
 
 
 async def _record_outages(

@@ -94,7 +94,12 @@ async def test_status_while_running_shows_states_backlog_replies_and_parked_work
     assert lines[6] == "parked input   1"
     assert "telegram at " in lines[7] and "malformed message" in lines[7]
     assert lines[8] == "  by kind: 1 × a message skbridge cannot read from Telegram"
-    assert lines[9].startswith("last activity  20") and lines[9].endswith("(0 minutes ago)")
+    assert lines[9] == "figures        last 24 h: 2 new, 0 reopened; no first reply yet"
+    assert lines[10] == "               last 7 d : 2 new, 0 reopened; no first reply yet"
+    assert lines[11].startswith(
+        "unanswered     1 waiting, oldest first: Ada Lovelace (#sk-ada-lovelace) for "
+    )
+    assert lines[12].startswith("last activity  20") and lines[12].endswith("(0 minutes ago)")
 
 
 async def test_status_json_is_the_same_report(
@@ -115,6 +120,27 @@ async def test_status_json_is_the_same_report(
         "parked_kinds": {},
         "minutes_since_activity": 0,
         "outages": [],
+        "figures": {
+            period: {
+                "new": 1,
+                "reopened": 0,
+                "answered": 0,
+                "median_first_response": None,
+                "p90_first_response": None,
+            }
+            for period in ("last_24h", "last_7d")
+        },
+        "unanswered": [
+            {
+                "customer": "Ada Lovelace",
+                "channel": "sk-ada-lovelace",
+                "waiting_seconds": report["unanswered"][0]["waiting_seconds"],
+                "messages_in": 1,
+                "replies": 0,
+                "reopens": 0,
+            }
+        ],
+        "unanswered_total": 1,
     }
     later = datetime.fromisoformat(last).timestamp() + 185
     text = to_text(await read_status(config_path.parent / "skbridge.db", now=later))

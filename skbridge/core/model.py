@@ -234,6 +234,15 @@ class ReportInput:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportDigest:
+    """The day's figures, in the dispatch channel (they are read when it is posted)."""
+
+    kind: ClassVar[str] = "report_digest"
+    day: str
+    """The day it is for, ``YYYY-MM-DD`` (its key: one digest a day)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReportOutage:
     """Tell the dispatch channel that a long outage is over and what waited is on its way."""
 
@@ -261,6 +270,7 @@ Op = (
     | PostNotice
     | ReportParked
     | ReportInput
+    | ReportDigest
     | ReportOutage
 )
 

@@ -122,3 +122,18 @@ def encodable(text: str) -> bool:
 def escape_unencodable(text: str) -> str:
     """``text`` with each lone surrogate written out as ``\\udXXX``, so it can be stored."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def duration(seconds: float) -> str:
+    """How long, for people: ``45 s``, ``4 min``, ``1 h 5 min``, ``2 d 3 h``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, _ = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

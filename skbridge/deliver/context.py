@@ -22,7 +22,7 @@ from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store
 from skbridge.store import queries as q
-from skbridge.store.finish import FinishMarks
+from skbridge.store.finish import Delivered, FinishMarks
 from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Upstream
 
@@ -61,9 +61,10 @@ class Context:
         row: OutboxRow,
         state: OutboxState = OutboxState.DONE,
         touch: ConversationId | None = None,
+        delivered: Delivered | None = None,
     ) -> list[OutboxRow]:
         """Mark ``row`` finished (a share of a group commit); no follow-up rows."""
-        await self.marks.finish(row.id, state, touch)
+        await self.marks.finish(row.id, state, touch, delivered)
         return []
 
     async def post(

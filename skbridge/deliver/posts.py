@@ -7,12 +7,14 @@ import logging
 from typing import Any
 
 from skbridge.core import rules
+from skbridge.core.idle import DAY
 from skbridge.core.model import (
     Conversation,
     NotifyDispatch,
     PostCustomerMessage,
     PostNotice,
     ReopenChannel,
+    ReportDigest,
     ReportInput,
     ReportOutage,
     ReportParked,
@@ -25,7 +27,9 @@ from skbridge.errors import Refused
 from skbridge.ids import ChannelId
 from skbridge.slack import errors as slack_errors
 from skbridge.slack import messages
+from skbridge.store import figures
 from skbridge.store import queries as q
+from skbridge.store.finish import Delivered
 from skbridge.store.persist import persist
 from skbridge.store.queries import OutboxRow
 
@@ -55,7 +59,8 @@ async def post_customer_message(
             log.info("channel unusable; reopening", extra={"channel": channel})
             conv, channel = await _recover(ctx, conv, row, suspect)
             await ctx.post(channel, chunk, key, suspect, row, **extra)
-    return await ctx.finish(row, touch=conv.id)
+    delivered = Delivered(conv.source, max(0.0, ctx.clock() - row.created_at))
+    return await ctx.finish(row, touch=conv.id, delivered=delivered)
 
 
 async def _recover(
@@ -148,6 +153,19 @@ async def report_outage(
     return await ctx.finish(row)
 
 
+async def report_digest(
+    ctx: Context, row: OutboxRow, op: ReportDigest, suspect: bool
+) -> list[OutboxRow]:
+    """The day's figures, read now, into dispatch."""
+    now = ctx.clock()
+    day = await figures.window(ctx.db, now - DAY)
+    week = await figures.window(ctx.db, now - 7 * DAY)
+    waiting, total = await figures.unanswered(ctx.db, limit=5)
+    message = messages.digest(day, week, waiting, total, now)
+    await ctx.post_dispatch(message, f"{row.id}", suspect, row)
+    return await ctx.finish(row)
+
+
 async def report_input(
     ctx: Context, row: OutboxRow, op: ReportInput, suspect: bool
 ) -> list[OutboxRow]:
@@ -192,6 +210,7 @@ INPUT_REPORT = Handler(
     report_input,
     lambda op, conv: (f"the report of {op.what} from {op.origin.capitalize()}", ""),
 )
+DIGEST = Handler(report_digest, lambda op, conv: (f"the digest of {op.day}", ""))
 OUTAGE_REPORT = Handler(
     report_outage, lambda op, conv: (f"the notice that {op.system} is back", "")
 )

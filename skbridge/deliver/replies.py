@@ -17,8 +17,9 @@ from skbridge.core.text import mentioned_users, slack_to_plain
 from skbridge.deliver.context import Context, Handler
 from skbridge.errors import MaybeSent, NotSent, RateLimited, Refused
 from skbridge.slack import messages
-from skbridge.store import Tx
+from skbridge.store import Tx, figures
 from skbridge.store import queries as q
+from skbridge.store.figures import DELIVERY_BUCKETS, RESPONSE_BUCKETS
 from skbridge.store.persist import persist
 from skbridge.store.queries import OutboxRow
 from skbridge.upstreams import Agent, Upstream
@@ -113,15 +114,31 @@ async def _settle(
             notice = PostNotice(text=text, username=agent.name, icon_url=agent.avatar_url)
             warning = None
             await q.add_said(tx, conv.id, q.Said(now, True, agent.name, op.text))
+            await _count_reply(tx, conv, row, now)
         else:
             tell = messages.uncertain if state is OutboxState.UNCERTAIN else messages.not_delivered
             warning = tell(op.text, reason or "", parts)
             notice = PostNotice(text=warning, resend_of=row.id)
+        if state is OutboxState.UNCERTAIN:
+            await figures.count(tx, "skbridge_uncertain_sends_total", {"source": conv.source})
         await q.set_outbox_state(tx, row.id, state, now, warning)
         await q.update_conversation(tx, conv.id, state=None, now=now)
         return await q.enqueue(tx, conv.id, [notice], now)
 
     return await persist(ctx.db, record, what="reply outcome")
+
+
+async def _count_reply(tx: Tx, conv: Conversation, row: OutboxRow, now: float) -> None:
+    """A reply arrived: counted, its delivery time and any first response time observed."""
+    first = await figures.team_replied(tx, conv.id, now)
+    source = {"source": conv.source}
+    await figures.count(tx, "skbridge_messages_total", {"direction": "out", **source})
+    delivery = {"direction": "out", **source}
+    latency = [max(0.0, now - row.created_at)]
+    await figures.observe(tx, "skbridge_delivery_seconds", delivery, latency, DELIVERY_BUCKETS)
+    if first is not None:
+        buckets = RESPONSE_BUCKETS
+        await figures.observe(tx, "skbridge_first_response_seconds", source, [first], buckets)
 
 
 REPLY = Handler(

@@ -15,8 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from skbridge.core.idle import DAY
 from skbridge.core.states import ConvState, OutboxState
-from skbridge.store import Reader, open_store, report, url_of
+from skbridge.core.text import duration
+from skbridge.slack import messages
+from skbridge.store import Reader, figures, open_store, report, url_of
 from skbridge.store import queries as q
 from skbridge.store.queries import outages_from
 
@@ -56,6 +59,11 @@ class Status:
     minutes_since_activity: int | None
     outages: list[str]
     """Outside systems failing now, as the daemon last recorded them."""
+    figures: dict[str, dict[str, Any]]
+    """``last_24h`` and ``last_7d``: new and reopened conversations, first reply times."""
+    unanswered: list[dict[str, Any]]
+    """Conversations whose customer waits for an answer, oldest first (at most 10)."""
+    unanswered_total: int
 
 
 async def read_status(where: Path | str, now: float | None = None) -> Status:
@@ -85,6 +93,9 @@ async def _gather(r: Reader, where: str, now: float) -> Status:
         for origin, kind, count in await report.parked_kinds(r)
     }
     last = await report.last_activity(r)
+    periods = {"last_24h": DAY, "last_7d": 7 * DAY}
+    windows = {name: await figures.window(r, now - span) for name, span in periods.items()}
+    unanswered, unanswered_total = await figures.unanswered(r)
     waiting = to_customers + to_slack
     outages = [
         f"{o.system} has failed for {o.minutes(now)} min (since {_iso(o.since)}, {o.error}); "
@@ -102,6 +113,19 @@ async def _gather(r: Reader, where: str, now: float) -> Status:
         last_activity=None if last is None else _iso(last),
         minutes_since_activity=None if last is None else max(0, int((now - last) // 60)),
         outages=outages,
+        figures={name: asdict(w) for name, w in windows.items()},
+        unanswered=[
+            {
+                "customer": w.customer,
+                "channel": w.channel_name,
+                "waiting_seconds": round(now - w.since),
+                "messages_in": w.messages_in,
+                "replies": w.replies,
+                "reopens": w.reopens,
+            }
+            for w in unanswered
+        ],
+        unanswered_total=unanswered_total,
     )
 
 
@@ -136,6 +160,13 @@ def to_text(status: Status) -> str:
     if status.parked_kinds:
         kinds = ", ".join(f"{n} × {kind}" for kind, n in status.parked_kinds.items())
         lines.append(f"  by kind: {kinds}")
+    for name, label in (("last_24h", "last 24 h"), ("last_7d", "last 7 d ")):
+        lines.append(
+            ("figures        " if name == "last_24h" else "               ")
+            + f"{label}: "
+            + _window(status.figures[name])
+        )
+    lines.append(f"unanswered     {status.unanswered_total}" + _waiting(status.unanswered))
     if status.last_activity is None:
         lines.append("last activity  never")
     else:
@@ -143,6 +174,22 @@ def to_text(status: Status) -> str:
         ago = f"{minutes} minute{'' if minutes == 1 else 's'} ago"
         lines.append(f"last activity  {status.last_activity} ({ago})")
     return "\n".join(lines)
+
+
+def _window(window: dict[str, Any]) -> str:
+    return messages.figures_line(figures.Window(**window))
+
+
+def _waiting(waiting: list[dict[str, Any]]) -> str:
+    if not waiting:
+        return ""
+    who = ", ".join(
+        f"{w['customer']}"
+        + (f" (#{w['channel']})" if w["channel"] else "")
+        + f" for {duration(w['waiting_seconds'])}"
+        for w in waiting
+    )
+    return f" waiting, oldest first: {who}"
 
 
 def _listing(label: str, items: list[Parked]) -> list[str]:

@@ -14,7 +14,7 @@ from skbridge.core.model import (
     WarnIdle,
 )
 from skbridge.core.states import PartState
-from skbridge.core.text import escape_for_slack
+from skbridge.core.text import duration, escape_for_slack
 from skbridge.ids import ChannelId, OutboxId
 from skbridge.slack.envelopes import (
     CLAIM_ACTION,
@@ -23,6 +23,7 @@ from skbridge.slack.envelopes import (
     RESEND_ACTION,
     TAKE_OVER_ACTION,
 )
+from skbridge.store.figures import Waiting, Window
 from skbridge.store.queries import ParkedKind, Said
 
 JOIN_ARCHIVED = (
@@ -261,6 +262,36 @@ def parked_input(kind: ParkedKind) -> tuple[str, Blocks]:
         f"which it cannot carry, and set it aside: {times} so far ({latest}). "
         "Run `skbridge status` on the server for the details."
     )
+    return text, [_section(text)]
+
+
+def figures_line(window: Window) -> str:
+    text = f"{window.new} new, {window.reopened} reopened"
+    if window.median_first_response is None or window.p90_first_response is None:
+        return text + "; no first reply yet"
+    median = duration(window.median_first_response)
+    p90 = duration(window.p90_first_response)
+    return text + f"; first reply median {median}, p90 {p90} ({window.answered} answered)"
+
+
+def digest(
+    day: Window, week: Window, waiting: Sequence[Waiting], total: int, now: float
+) -> Message:
+    """The daily digest: the last day and week, and who waits for an answer now."""
+    lines = [
+        ":bar_chart: *Yesterday in support*",
+        f"• Last 24 hours: {figures_line(day)}",
+        f"• Last 7 days: {figures_line(week)}",
+    ]
+    if total:
+        who = ", ".join(
+            f"{escape_for_slack(w.customer)} ({duration(now - w.since)})" for w in waiting
+        )
+        more = f" and {total - len(waiting)} more" if total > len(waiting) else ""
+        lines.append(f"• Waiting for an answer now: {total}, oldest first: {who}{more}")
+    else:
+        lines.append("• Nobody is waiting for an answer.")
+    text = "\n".join(lines)
     return text, [_section(text)]
 
 

@@ -60,6 +60,7 @@ class SocketMode:
         self._heartbeat = heartbeat
         self._on_state = on_state
         self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()
         self.connections = 0
         self._degraded = False
         self._disconnect_reason: str | None = None
@@ -92,6 +93,7 @@ class SocketMode:
                 await retry.wait(delay)
             finally:
                 self.connected.clear()
+                self.disconnected.set()
 
     async def _open_url(self) -> str:
         try:
@@ -110,6 +112,7 @@ class SocketMode:
                 raise ConnectionError(f"expected hello, got {hello.type.name}")
             self.connections += 1
             self._disconnect_reason = None
+            self.disconnected.clear()
             self.connected.set()
             self._on_state("connected")
             log.info("socket mode connected", extra={"connection": self.connections})

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from skbridge.core.states import OutboxState
 from skbridge.ids import ConversationId, OutboxId
-from skbridge.store import Store
+from skbridge.store import Store, figures
 from skbridge.store import queries as q
+from skbridge.store.figures import DELIVERY_BUCKETS
 
 
 @dataclass(slots=True)
@@ -24,7 +25,16 @@ class _Mark:
     row_id: OutboxId
     state: OutboxState
     touch: ConversationId | None
+    delivered: Delivered | None
     done: asyncio.Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A customer's message reached Slack: observed for monitoring in the same commit."""
+
+    source: str
+    seconds: float
 
 
 class FinishMarks:
@@ -39,9 +49,11 @@ class FinishMarks:
         row_id: OutboxId,
         state: OutboxState = OutboxState.DONE,
         touch: ConversationId | None = None,
+        delivered: Delivered | None = None,
     ) -> None:
         """Return once the row's new state is durable; raises what the commit raised."""
-        mark = _Mark(row_id, state, touch, asyncio.get_running_loop().create_future())
+        done = asyncio.get_running_loop().create_future()
+        mark = _Mark(row_id, state, touch, delivered, done)
         self._waiting.append(mark)
         if not self._committing:
             self._committing = True
@@ -62,6 +74,16 @@ class FinishMarks:
                     rows = [m.row_id for m in batch if m.state == state]
                     await q.finish_many(tx, rows, state, touched, now)
                     touched = []
+                for source in {m.delivered.source for m in batch if m.delivered}:
+                    seconds = [
+                        m.delivered.seconds
+                        for m in batch
+                        if m.delivered and m.delivered.source == source
+                    ]
+                    labels = {"direction": "in", "source": source}
+                    await figures.observe(
+                        tx, "skbridge_delivery_seconds", labels, seconds, DELIVERY_BUCKETS
+                    )
         except BaseException as exc:
             for mark in batch:
                 if not mark.done.done():

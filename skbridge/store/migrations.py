@@ -142,5 +142,33 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
     ALTER TABLE conversations ADD COLUMN idle_warned_at REAL;
     ALTER TABLE conversations ADD COLUMN idle_notice TEXT;
     """,
+        # 8: the team's figures: per conversation, per opening, and counters for monitoring
+        """
+    ALTER TABLE conversations ADD COLUMN messages_in INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN replies INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN reopens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN waiting_since REAL;
+    CREATE INDEX conversations_waiting ON conversations (waiting_since)
+        WHERE waiting_since IS NOT NULL;
+
+    -- Each time a conversation opens or reopens, and when its first reply came.
+    CREATE TABLE episodes (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+        opened_at       REAL NOT NULL,
+        reopened        INTEGER NOT NULL,
+        first_reply_at  REAL
+    ) STRICT;
+    CREATE INDEX episodes_by_time ON episodes (opened_at);
+    CREATE INDEX episodes_by_conversation ON episodes (conversation_id, id);
+
+    -- Monotonic counters for monitoring, so `skbridge metrics` can print them any time.
+    CREATE TABLE counters (
+        name   TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        value  REAL NOT NULL,
+        PRIMARY KEY (name, labels)
+    ) STRICT, WITHOUT ROWID;
+    """,
     )
 )
