@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from skbridge.core.model import Announce, Conversation, TellPrivately, UpdateDispatch
-from skbridge.deliver.context import Context, Handler, live_channel
+from skbridge.deliver.context import Context, Handler, live_channel, unless_gone
 from skbridge.errors import Refused
 from skbridge.ids import SlackUserId
 from skbridge.slack import errors as slack_errors
@@ -34,12 +34,8 @@ async def announce_claim(
     text = messages.news(
         op.event, await name_of(ctx, op.user_id) or op.user_id, await name_of(ctx, op.owner)
     )
-    try:
+    with unless_gone(row, "claim news"):
         await ctx.post(live_channel(conv), text, f"{row.id}", suspect, row)
-    except Refused as exc:
-        if exc.code not in slack_errors.CHANNEL_GONE:
-            raise
-        log.info("claim not announced: channel archived", extra={"row": row.id})
     return await ctx.finish(row)
 
 

@@ -8,8 +8,9 @@ searched for the key before posting again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from skbridge.core.model import Conversation
 from skbridge.core.states import OutboxState
 from skbridge.errors import NotSent, Refused
 from skbridge.ids import ChannelId, ConversationId, MessageTs, SourceName
+from skbridge.slack import errors as slack_errors
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store
@@ -97,6 +99,18 @@ class Context:
         """The conversation's source as people name it (``Telegram``)."""
         upstream = self.upstreams.get(conv.source)
         return upstream.label if upstream else conv.source
+
+
+@contextlib.contextmanager
+def unless_gone(row: OutboxRow, what: str, also: frozenset[str] = frozenset()) -> Iterator[None]:
+    """Work in a channel that may be archived or deleted by now: then ``what`` is dropped
+    (a notice nobody would read there). ``also`` names more refusals to take as done."""
+    try:
+        yield
+    except Refused as exc:
+        if exc.code not in slack_errors.CHANNEL_GONE | also:
+            raise
+        log.info(f"{what} dropped: channel archived or deleted", extra={"row": row.id})
 
 
 def live_channel(conv: Conversation) -> ChannelId:

@@ -6,9 +6,7 @@ import logging
 
 from skbridge.core.model import ArchiveIdle, WarnIdle
 from skbridge.core.states import ConvState, OutboxState
-from skbridge.deliver.context import Context, Handler, live_channel
-from skbridge.errors import Refused
-from skbridge.slack import errors as slack_errors
+from skbridge.deliver.context import Context, Handler, live_channel, unless_gone
 from skbridge.slack import messages
 from skbridge.store import queries as q
 from skbridge.store.queries import OutboxRow
@@ -20,11 +18,8 @@ async def warn_idle(ctx: Context, row: OutboxRow, op: WarnIdle, suspect: bool) -
     conv = await ctx.conversation(row.conversation_id)
     channel = live_channel(conv)
     text, blocks = messages.idle_warning(op, conv.customer_name, channel)
-    try:
+    with unless_gone(row, "idle warning"):
         await ctx.post(channel, text, f"{row.id}", suspect, row, blocks=blocks)
-    except Refused as exc:
-        if exc.code not in slack_errors.CHANNEL_GONE:
-            raise
     return await ctx.finish(row)
 
 
@@ -37,11 +32,8 @@ async def archive_idle(
     if conv.state is not ConvState.OPEN or conv.channel_id is None or last > op.quiet_since:
         log.info("idle archive called off", extra={"conversation": conv.id})
         return await ctx.finish(row)
-    try:
+    with unless_gone(row, "idle archive", also=frozenset({"already_archived"})):
         await ctx.web.archive(conv.channel_id)
-    except Refused as exc:
-        if exc.code not in (*slack_errors.CHANNEL_GONE, "already_archived"):
-            raise
     async with ctx.db.write() as tx:
         now = ctx.clock()
         await q.update_conversation(tx, conv.id, state=ConvState.ARCHIVED, now=now)

@@ -22,7 +22,7 @@ from skbridge.core.model import (
 )
 from skbridge.core.text import SECTION_TEXT_LIMIT, SLACK_TEXT_LIMIT, escape_for_slack, split_text
 from skbridge.deliver import channels, claims
-from skbridge.deliver.context import Context, Handler, live_channel
+from skbridge.deliver.context import Context, Handler, live_channel, unless_gone
 from skbridge.errors import Refused
 from skbridge.ids import ChannelId
 from skbridge.slack import errors as slack_errors
@@ -81,12 +81,8 @@ async def set_topic(ctx: Context, row: OutboxRow, op: SetTopic, suspect: bool) -
     """The channel's topic is the customer's card (setting it twice does no harm)."""
     conv = await ctx.conversation(row.conversation_id)
     if conv.channel_id is not None:
-        try:
+        with unless_gone(row, "topic"):
             await ctx.web.set_topic(conv.channel_id, messages.card(conv, ctx.label(conv)))
-        except Refused as exc:
-            if exc.code not in slack_errors.CHANNEL_GONE:
-                raise
-            log.info("topic not set: channel archived", extra={"row": row.id})
     return await ctx.finish(row)
 
 
@@ -126,16 +122,12 @@ async def post_notice(
     extra: dict[str, Any] = {}
     if op.username:
         extra.update(username=op.username, icon_url=op.icon_url)
-    try:
+    with unless_gone(row, "notice"):
         for index, chunk in enumerate(chunks):
             resend = op.resend_of if index == len(chunks) - 1 else None
             blocks = messages.with_resend(chunk, resend) if resend else None
             key = f"{row.id}" if index == 0 else f"{row.id}.{index}"
             await ctx.post(channel, chunk, key, suspect, row, blocks=blocks, **extra)
-    except Refused as exc:
-        if exc.code not in slack_errors.CHANNEL_GONE:
-            raise
-        log.info("notice dropped: channel archived", extra={"row": row.id})
     return await ctx.finish(row)
 
 
