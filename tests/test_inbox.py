@@ -13,6 +13,8 @@ from skbridge.testing.harness import (
     BOB,
     Daemon,
     Fakes,
+    button,
+    click,
     customer_channel,
     dispatch_notices,
     first_message,
@@ -65,24 +67,6 @@ async def test_the_channel_topic_first_post_and_dispatch_notice_say_who_the_cust
         )
     )
     await daemon.wait_idle()
-
-
-def button(message: Any, action: str) -> dict[str, Any]:
-    return next(
-        element
-        for block in message.blocks or []
-        if block["type"] == "actions"
-        for element in block["elements"]
-        if element.get("action_id") == action
-    )
-
-
-async def click(world: Fakes, channel: str, user: str, message: Any, action: str) -> None:
-    pressed = button(message, action)
-    envelope = await world.slack.send_block_action(
-        channel, user, pressed["action_id"], pressed["value"]
-    )
-    await world.slack.wait_ack(envelope["envelope_id"])
 
 
 def private_to(world: Fakes, user: str) -> list[Any]:

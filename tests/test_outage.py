@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from skbridge.ops.status import read_status, to_text
 from skbridge.testing.harness import (
@@ -13,6 +12,7 @@ from skbridge.testing.harness import (
     ALICE,
     Daemon,
     Fakes,
+    button,
     dispatch_notices,
     first_message,
     say,
@@ -30,10 +30,6 @@ class Clock:
 
     def __call__(self) -> float:
         return time.time() + self.skipped
-
-
-def button(message: Any) -> dict[str, Any]:
-    return next(e for b in message.blocks or [] if b["type"] == "actions" for e in b["elements"])
 
 
 def refused(world: Fakes) -> int:

@@ -3,9 +3,7 @@ and the channel says exactly which parts arrived."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, first_message, texts
+from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, click, first_message, texts
 
 PARTS = [f"P{n} " + "x" * 3000 for n in (1, 2, 3)]
 REPLY = "\n".join(PARTS)
@@ -13,17 +11,8 @@ SENT = ["Alice: " + PARTS[0], PARTS[1], PARTS[2]]
 """How Telegram receives the reply: three messages, the agent's name on the first."""
 
 
-def button(message: Any) -> dict[str, Any]:
-    return next(e for b in message.blocks or [] if b["type"] == "actions" for e in b["elements"])
-
-
 async def click_send_again(world: Fakes, channel: str) -> None:
-    notice = world.slack.messages(channel)[-1]
-    resend = button(notice)
-    click = await world.slack.send_block_action(
-        channel, ALICE, resend["action_id"], resend["value"]
-    )
-    await world.slack.wait_ack(click["envelope_id"])
+    await click(world, channel, ALICE, world.slack.messages(channel)[-1])
 
 
 async def test_a_rate_limit_on_a_later_part_does_not_repeat_the_earlier_ones(

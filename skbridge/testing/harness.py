@@ -229,3 +229,26 @@ async def parked_input(daemon: Daemon) -> list[tuple[str, str, str]]:
         "SELECT origin, payload, error FROM parked_input ORDER BY id"
     )
     return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+def button(message: Message, action: str | None = None) -> dict[str, Any]:
+    """The first button of a message's actions (the one with ``action`` as its action_id)."""
+    return next(
+        element
+        for block in message.blocks or []
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if action is None or element.get("action_id") == action
+    )
+
+
+async def click(
+    world: Fakes, channel: str, user: str, message: Message, action: str | None = None
+) -> dict[str, Any]:
+    """``user`` presses a button of ``message`` in ``channel``; returns the acked envelope."""
+    pressed = button(message, action)
+    envelope = await world.slack.send_block_action(
+        channel, user, pressed["action_id"], pressed["value"]
+    )
+    await world.slack.wait_ack(envelope["envelope_id"])
+    return envelope
