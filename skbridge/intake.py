@@ -117,6 +117,10 @@ class Intake:
     ) -> list[OutboxRow]:
         if not await q.remember(tx, arrival.key, now):
             return []
+        if arrival.ignored:
+            log.info("upstream item ignored", extra={"key": arrival.key, "kind": arrival.kind})
+            await q.count_ignored(tx, str(source), arrival.kind, now, arrival.sender)
+            return []
         if arrival.message is None:
             error = arrival.error or "unreadable"
             log.warning("upstream item parked", extra={"key": arrival.key, "error": error})
@@ -148,6 +152,8 @@ class Intake:
         elif plan.new_state is not None or customer.name != conv.customer_name:
             name = customer.name if customer.name != conv.customer_name else None
             await q.update_conversation(tx, conv.id, state=plan.new_state, now=now, name=name)
+        if msg.context is not None:
+            await q.set_reply_context(tx, conv.id, msg.context, now)
         return await q.enqueue(tx, conv.id, plan.ops, now)
 
     async def _park(

@@ -31,6 +31,7 @@ from skbridge.deliver import Deliverer
 from skbridge.errors import ConfigError, DeliveryError, Refused, StoreUnavailable
 from skbridge.gravatar import Gravatar
 from skbridge.health import Health, Outage
+from skbridge.ids import SourceName
 from skbridge.intake import Intake, cursor_key
 from skbridge.notify import Notifier
 from skbridge.outbox import Outbox
@@ -41,7 +42,7 @@ from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store, Tx, open_store, sqlite_url
 from skbridge.store import queries as q
 from skbridge.store.persist import persist
-from skbridge.upstreams import Services, registry
+from skbridge.upstreams import Services, Upstream, registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,6 +74,7 @@ class Service:
         self._state = "starting"
         self.outbox: Outbox | None = None
         self.db: Store | None = None
+        self.upstreams: dict[SourceName, Upstream] = {}
         self.health = Health(clock)
         logs.add_secrets(secrets(config))
 
@@ -114,8 +116,8 @@ class Service:
         if workspace is None:
             return
         gravatar = Gravatar(config.gravatar, http)
-        services = Services(http, health, avatar_for=gravatar.identicon)
-        upstreams = registry.build(config.sources, services)
+        services = Services(http, health, avatar_for=gravatar.identicon, store=db)
+        upstreams = self.upstreams = registry.build(config.sources, services)
         for upstream in upstreams.values():
             if await self._until_connected(upstream.name, upstream.check) is None:
                 return
@@ -299,8 +301,10 @@ async def _until_connected(
         except Refused as exc:
             source = registry.by_name(what)
             if source is not None and source.refuses(exc):
-                key = f"sources.{source.name}.{source.credentials}"
-                raise ConfigError(key, f"{source.label} refused it ({exc.code})") from None
+                said = exc.detail if source.fix_for else exc.code
+                raise ConfigError(
+                    source.refused_key(exc), f"{source.label} refused it ({said})"
+                ) from None
             raise
         except DeliveryError as exc:
             failures += 1
