@@ -84,5 +84,24 @@ def mailboxes(dovecot: Dovecot, smtp: RecordingSMTP) -> Mailboxes:
     )
 
 
+@pytest.fixture
+def email_config(world: Fakes, mailboxes: Mailboxes, tmp_path: Path) -> Path:
+    """A config with the mailbox as the only upstream."""
+    path = tmp_path / "config.toml"
+    path.write_text(world.config_text(tmp_path / "skbridge.db", email=mailboxes, telegram=False))
+    return path
+
+
+@pytest.fixture
+async def email_daemon(email_config: Path) -> AsyncIterator[Daemon]:
+    d = Daemon(email_config)
+    await d.start()
+    await d.mail_caught_up()  # the first start's cursor is stored: mail from now on counts
+    try:
+        yield d
+    finally:
+        await d.stop()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the long chaos soak test")

@@ -2,45 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from skbridge.testing.dovecot import Dovecot, mail
 from skbridge.testing.harness import (
     ALICE,
     Daemon,
     Fakes,
-    Mailboxes,
-    customer_channel,
     dispatch_notices,
+    mail_channel,
     texts,
 )
 from skbridge.testing.smtp_server import RecordingSMTP
-
-
-@pytest.fixture
-async def email_daemon(world: Fakes, mailboxes: Mailboxes, tmp_path: Path) -> AsyncIterator[Daemon]:
-    path = tmp_path / "config.toml"
-    path.write_text(world.config_text(tmp_path / "skbridge.db", email=mailboxes, telegram=False))
-    d = Daemon(path)
-    await d.start()
-    await d.mail_caught_up()  # the first start's cursor is stored: mail from now on counts
-    try:
-        yield d
-    finally:
-        await d.stop()
-
-
-async def channel_of(world: Fakes, name: str = "sk-ada-lovelace", count: int = 1) -> str:
-    await world.slack.wait_for(
-        lambda: (
-            world.slack.channel_by_name(name) is not None
-            and len(world.slack.messages(customer_channel(world.slack, name))) >= count
-        )
-    )
-    return customer_channel(world.slack, name)
 
 
 async def test_customer_mail_opens_a_channel_and_tells_dispatch(
@@ -49,7 +20,7 @@ async def test_customer_mail_opens_a_channel_and_tells_dispatch(
     """A mail to the support address becomes a channel named after the sender; its first
     post shows the subject, and dispatch says it came by Email."""
     await dovecot.append(mail("Hello, my order has not arrived."))
-    channel = await channel_of(world)
+    channel = await mail_channel(world)
     [post] = world.slack.messages(channel)
     assert post.text == "Subject: Order 1234\n\nHello, my order has not arrived."
     assert post.username == "Ada Lovelace"
@@ -64,7 +35,7 @@ async def test_reply_is_a_threaded_mail_signed_by_the_agent(
     agent's name, with a Message-ID of skbridge's and the agent's Gravatar."""
     references = "<first@example.org> <second@example.org>"
     await dovecot.append(mail(headers={"References": references}))
-    channel = await channel_of(world)
+    channel = await mail_channel(world)
     await world.slack.send_command(channel, ALICE, "Hello Ada, *sorry*! It ships today.")
     [sent] = await smtp.wait_mails(1)
     assert sent.recipients == ["ada@example.org"]
@@ -89,7 +60,7 @@ async def test_second_mail_in_the_thread_goes_to_the_same_channel(
     """The customer's answer joins their channel without its quoted history, and the
     next reply follows it in the thread (no Re: Re:)."""
     await dovecot.append(mail())
-    channel = await channel_of(world)
+    channel = await mail_channel(world)
     await world.slack.send_command(channel, ALICE, "Which address?")
     [first] = await smtp.wait_mails(1)
     answer = (

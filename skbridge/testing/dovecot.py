@@ -91,7 +91,7 @@ class Dovecot(Lifecycle):
             f"base_dir = {d}/run\n"
             f"state_dir = {d}/state\n"
             f"instance_name = skbridge-test-{self.port}\n"
-            "log_path = /dev/stderr\n"
+            f"log_path = {d}/dovecot.log\n"
             "protocols = imap\n"
             "listen = 127.0.0.1\n"
             "ssl = no\n"
@@ -111,34 +111,25 @@ class Dovecot(Lifecycle):
         )
 
     async def _launch(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            self._binary, "-F", "-c", str(self.conf),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert self._proc.stderr is not None
-        seen: list[str] = []
-        async with asyncio.timeout(30):
-            while True:
-                line = (await self._proc.stderr.readline()).decode(errors="replace")
-                if not line:
-                    raise RuntimeError("dovecot did not start:\n" + "".join(seen))
-                seen.append(line)
-                if "starting up" in line:
-                    break
-        self._drain = asyncio.create_task(self._read_log())
+        # A file, not a pipe: the mail processes inherit it and may outlive the master.
+        with (self.dir / "dovecot.log").open("ab") as log:
+            self._proc = await asyncio.create_subprocess_exec(
+                self._binary, "-F", "-c", str(self.conf),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
         await self._until_listening()
 
-    async def _read_log(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        self.log: list[str] = []
-        while line := await self._proc.stderr.readline():
-            self.log.append(line.decode(errors="replace"))
+    @property
+    def log(self) -> str:
+        return (self.dir / "dovecot.log").read_text(errors="replace")
 
     async def _until_listening(self) -> None:
+        """Until the port takes connections; dovecot says nothing on its own once it does."""
+        assert self._proc is not None
         async with asyncio.timeout(30):
             while True:
+                if self._proc.returncode is not None:
+                    raise RuntimeError(f"dovecot did not start:\n{self.log}")
                 try:
                     _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 except OSError:
@@ -155,7 +146,6 @@ class Dovecot(Lifecycle):
         with contextlib.suppress(ProcessLookupError):
             self._proc.terminate()
         await asyncio.wait_for(self._proc.wait(), 30)
-        await self._drain
         self._proc = None
 
     async def stop(self) -> None:

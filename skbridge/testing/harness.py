@@ -237,6 +237,20 @@ def customer_channel(slack: FakeSlack, name: str = "sk-ada-lovelace") -> str:
     return channel.id
 
 
+async def mail_channel(
+    world: Fakes, name: str = "sk-ada-lovelace", count: int = 1, within: float = 10
+) -> str:
+    """The channel ``name``, once it holds ``count`` posts."""
+    await world.slack.wait_for(
+        lambda: (
+            world.slack.channel_by_name(name) is not None
+            and len(world.slack.messages(customer_channel(world.slack, name))) >= count
+        ),
+        timeout=within,
+    )
+    return customer_channel(world.slack, name)
+
+
 def texts(slack: FakeSlack, channel_id: str) -> list[str]:
     return [m.text for m in slack.messages(channel_id)]
 

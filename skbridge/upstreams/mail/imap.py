@@ -238,7 +238,8 @@ class Session:
         client = self._client
         if client is None:
             return
-        if not self._lost.is_set():
+        # A LOGOUT would wait behind an IDLE that nobody ends: then just hang up.
+        if not self._lost.is_set() and not client.has_pending_idle():
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
                     await client.logout()

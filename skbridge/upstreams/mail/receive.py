@@ -113,7 +113,7 @@ class Receiver:
     async def _catch_up(self, session: Session, intake: Intake, state: Cursor | None) -> Cursor:
         """Carry every mail the cursor has not covered yet."""
         if state is None:
-            return await self._first_start(session, intake)
+            state = await self._first_start(session, intake)
         if state.uidvalidity != session.uidvalidity:
             since = date.fromisoformat(state.day) - timedelta(days=1)
             log.warning(
