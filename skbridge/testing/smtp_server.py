@@ -90,7 +90,7 @@ class RecordingSMTP(Lifecycle):
         )
         if not ok:
             self.logins_refused += 1
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
