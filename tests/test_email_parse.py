@@ -300,3 +300,21 @@ def test_reply_threads_per_rfc_5322() -> None:
     assert 'src="https://gravatar.example/avatar/abc?s=128"' in content
     fresh = compose.reply(config, "ada@example.org", None, message_id, text, agent)
     assert fresh["Subject"] == "Re: Your message" and "In-Reply-To" not in fresh
+
+
+def test_the_example_email_table_is_the_real_one(tmp_path: Path) -> None:
+    """config.example.toml's commented [sources.email], uncommented, is a valid table
+    with every key the code knows."""
+    example = (Path(__file__).parent.parent / "config.example.toml").read_text()
+    block = example[example.index("# [sources.email]") :].split("\n\n")[0]
+    table = "\n".join(
+        line[2:].replace('"..."', '"real-app-password"')
+        for line in block.splitlines()
+        if line.startswith("# ") and (" = " in line or "[" in line[:4])
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(SLACK + table + f'\n[store]\npath = "{tmp_path}/x.db"\n')
+    config = load_config(path, environ={}).sources.email
+    keys = {line.split(" = ")[0] for line in table.splitlines() if " = " in line}
+    assert keys == set(EmailConfig.model_fields)
+    assert config.imap().port == 993 and config.display_name == "{agent} at Example Support"
