@@ -26,6 +26,7 @@ from pathlib import Path
 import aioimaplib
 
 from skbridge.testing.lifecycle import Lifecycle
+from skbridge.testing.tls import self_signed
 
 USER = "support@example.com"
 PASSWORD = "imap-app-password-1"
@@ -52,10 +53,14 @@ def free_port() -> int:
 
 
 class Dovecot(Lifecycle):
-    def __init__(self, user: str = USER, password: str = PASSWORD) -> None:
+    def __init__(self, user: str = USER, password: str = PASSWORD, tls: bool = False) -> None:
         self.user = user
         self.password = password
+        self.tls = tls
+        """Also offer STARTTLS on ``port`` and implicit TLS on ``tls_port``."""
         self.port = 0
+        self.tls_port = 0
+        self.cert = Path()
         self.dir = Path()
         self._proc: asyncio.subprocess.Process | None = None
         self._binary = ""
@@ -73,6 +78,9 @@ class Dovecot(Lifecycle):
         self.dir = Path(tempfile.mkdtemp(prefix="skbridge-dovecot-"))
         self.dir.chmod(0o755)
         self.port = free_port()
+        if self.tls:
+            self.tls_port = free_port()
+            self.cert, _ = self_signed(self.dir)
         self._write_config()
         await self._launch()
 
@@ -94,8 +102,12 @@ class Dovecot(Lifecycle):
             f"log_path = {d}/dovecot.log\n"
             "protocols = imap\n"
             "listen = 127.0.0.1\n"
-            "ssl = no\n"
-            "disable_plaintext_auth = no\n"
+            + (
+                f"ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n"
+                if self.tls
+                else "ssl = no\n"
+            )
+            + "disable_plaintext_auth = no\n"
             "auth_mechanisms = plain login\n"
             f"mail_location = maildir:{d}/mail/%u\n"
             f"first_valid_uid = {mail.pw_uid}\n"
@@ -107,7 +119,8 @@ class Dovecot(Lifecycle):
             "userdb {\n  driver = static\n"
             f"  args = uid={mail.pw_uid} gid={mail.pw_gid} home={d}/mail/%u\n}}\n"
             "service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n"
-            f"    port = {self.port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n"
+            f"    port = {self.port}\n  }}\n  inet_listener imaps {{\n"
+            f"    address = 127.0.0.1\n    port = {self.tls_port}\n  }}\n}}\n"
         )
 
     async def _launch(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -53,9 +54,18 @@ class Mail:
 
 
 class RecordingSMTP(Lifecycle):
-    def __init__(self, user: str = USER, password: str = PASSWORD) -> None:
+    def __init__(
+        self,
+        user: str = USER,
+        password: str = PASSWORD,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+    ) -> None:
         self.user = user
         self.password = password
+        self.tls = tls
+        """Offer STARTTLS with this context, or speak TLS from the start (``implicit_tls``)."""
+        self.implicit_tls = implicit_tls
         self.port = 0
         self.mails: list[Mail] = []
         self.answers: list[str] = []
@@ -68,7 +78,8 @@ class RecordingSMTP(Lifecycle):
         # aiosmtpd warns about its own use of a deprecated attribute on every login.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, "127.0.0.1", 0)
+        wrap = self.tls if self.implicit_tls else None
+        self._server = await loop.create_server(self._protocol, "127.0.0.1", 0, ssl=wrap)
         self.port = self._server.sockets[0].getsockname()[1]
 
     def _protocol(self) -> SMTP:
@@ -76,6 +87,7 @@ class RecordingSMTP(Lifecycle):
             self,
             hostname="mx.test",
             auth_require_tls=False,
+            tls_context=None if self.implicit_tls else self.tls,
             authenticator=self._authenticate,
             loop=asyncio.get_running_loop(),
         )
