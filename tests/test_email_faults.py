@@ -25,6 +25,7 @@ from skbridge.testing.harness import (
     parked_input,
     texts,
 )
+from skbridge.testing.smtp_server import RecordingSMTP
 
 
 def posts(world: Fakes, name: str = "sk-ada-lovelace") -> list[str]:
@@ -218,3 +219,31 @@ async def test_sigkill_right_after_the_mail_arrived_posts_it_once(
     finally:
         if proc.returncode is None:
             await kill(proc)
+
+
+async def test_a_server_without_idle_is_polled(
+    world: Fakes, smtp: RecordingSMTP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the server lacks IDLE, NOOP polls find new mail."""
+    from skbridge.testing.dovecot import Dovecot as Server
+    from skbridge.upstreams.mail import receive
+    from skbridge.upstreams.mail.parse import SOURCE
+
+    monkeypatch.setattr(receive, "POLL_EVERY", 0.2)
+    async with Server(idle=False) as plain:
+        boxes = Mailboxes(
+            plain.port, smtp.port, plain.user, plain.password, smtp.user, smtp.password
+        )
+        path = tmp_path / "config.toml"
+        path.write_text(world.config_text(tmp_path / "skbridge.db", email=boxes, telegram=False))
+        daemon = Daemon(path)
+        await daemon.start()
+        try:
+            await daemon.mail_caught_up()
+            assert daemon.service is not None
+            assert "no IDLE: polling" in await daemon.service.upstreams[SOURCE].check()
+            await plain.append(mail("polled"))
+            channel = await mail_channel(world)
+            assert texts(world.slack, channel) == ["Subject: Order 1234\n\npolled"]
+        finally:
+            await daemon.stop()

@@ -53,8 +53,12 @@ def free_port() -> int:
 
 
 class Dovecot(Lifecycle):
-    def __init__(self, user: str = USER, password: str = PASSWORD, tls: bool = False) -> None:
+    def __init__(
+        self, user: str = USER, password: str = PASSWORD, tls: bool = False, idle: bool = True
+    ) -> None:
         self.user = user
+        self.idle = idle
+        """False: a server without IDLE (its clients must poll)."""
         self.password = password
         self.tls = tls
         """Also offer STARTTLS on ``port`` and implicit TLS on ``tls_port``."""
@@ -107,6 +111,7 @@ class Dovecot(Lifecycle):
                 if self.tls
                 else "ssl = no\n"
             )
+            + ("" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS\n")
             + "disable_plaintext_auth = no\n"
             "auth_mechanisms = plain login\n"
             f"mail_location = maildir:{d}/mail/%u\n"

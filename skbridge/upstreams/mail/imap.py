@@ -95,6 +95,8 @@ class Session:
         if response.result != "OK":
             words = _words(response)
             raise Refused("imap_login", f"{self.where} refused the login: {words}")
+        # Servers may offer more (IDLE among them) once logged in: ask again.
+        await self._call(client.protocol.capability(), "CAPABILITY")
         response = await self._call(client.select(self._mailbox), "SELECT")
         if response.result != "OK":
             words = _words(response)

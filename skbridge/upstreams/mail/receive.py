@@ -39,6 +39,8 @@ IMAP = "Email (IMAP)"
 IDLE_RENEW = 300.0
 """Seconds an IDLE lasts before it is renewed: well under RFC 2177's 29 minutes and
 the idle timeouts of the routers in between, and how soon a dead connection is seen."""
+POLL_EVERY = 60.0
+"""Seconds between NOOP polls on a server without IDLE."""
 BATCH = 20
 """Mails fetched and stored per transaction."""
 SIZE_LIMIT = 25 * 1024 * 1024
@@ -94,7 +96,7 @@ class Receiver:
                 state = await self._catch_up(session, intake, state)
                 while True:
                     self.caught_up.set()
-                    await session.wait_for_news(IDLE_RENEW if session.can_idle else 60.0)
+                    await session.wait_for_news(IDLE_RENEW if session.can_idle else POLL_EVERY)
                     self.caught_up.clear()
                     state = await self._catch_up(session, intake, state)
             except DeliveryError as exc:
