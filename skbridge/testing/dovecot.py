@@ -18,9 +18,12 @@ import getpass
 import grp
 import os
 import pwd
+import re
 import shutil
 import socket
+import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import aioimaplib
@@ -99,7 +102,13 @@ class Dovecot(Lifecycle):
             internal = login = getpass.getuser()
             mail = pwd.getpwuid(os.getuid())
         (d / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}::::::\n")
-        self.conf.write_text(
+        users = _Users(internal, _group(internal), login, mail.pw_uid, mail.pw_gid)
+        text = self._config_23(users) if _version(self._binary) < (2, 4) else self._config_24(users)
+        self.conf.write_text(text)
+
+    def _config_23(self, u: _Users) -> str:
+        d = self.dir
+        return (
             f"base_dir = {d}/run\n"
             f"state_dir = {d}/state\n"
             f"instance_name = skbridge-test-{self.port}\n"
@@ -115,17 +124,55 @@ class Dovecot(Lifecycle):
             + "disable_plaintext_auth = no\n"
             "auth_mechanisms = plain login\n"
             f"mail_location = maildir:{d}/mail/%u\n"
-            f"first_valid_uid = {mail.pw_uid}\n"
-            f"default_internal_user = {internal}\n"
-            f"default_internal_group = {_group(internal)}\n"
-            f"default_login_user = {login}\n"
+            f"first_valid_uid = {u.uid}\n"
+            f"default_internal_user = {u.internal}\n"
+            f"default_internal_group = {u.group}\n"
+            f"default_login_user = {u.login}\n"
             "passdb {\n  driver = passwd-file\n"
             f"  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n"
             "userdb {\n  driver = static\n"
-            f"  args = uid={mail.pw_uid} gid={mail.pw_gid} home={d}/mail/%u\n}}\n"
+            f"  args = uid={u.uid} gid={u.gid} home={d}/mail/%u\n}}\n"
             "service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n"
             f"    port = {self.port}\n  }}\n  inet_listener imaps {{\n"
             f"    address = 127.0.0.1\n    port = {self.tls_port}\n  }}\n}}\n"
+        )
+
+    def _config_24(self, u: _Users) -> str:
+        """The same server in dovecot 2.4's syntax (Debian 13), written from its
+        documentation: settings renamed, named passdb/userdb blocks, ``%{user}``."""
+        d = self.dir
+        ssl = (
+            f"ssl = yes\nssl_server_cert_file = {d}/cert.pem\nssl_server_key_file = {d}/key.pem\n"
+            if self.tls
+            else "ssl = no\n"
+        )
+        return (
+            "dovecot_config_version = 2.4.0\n"
+            "dovecot_storage_version = 2.4.0\n"
+            f"base_dir = {d}/run\n"
+            f"state_dir = {d}/state\n"
+            f"instance_name = skbridge-test-{self.port}\n"
+            f"log_path = {d}/dovecot.log\n"
+            "protocols = imap\n"
+            "listen = 127.0.0.1\n"
+            + ssl
+            + ("" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS\n")
+            + "auth_allow_cleartext = yes\n"
+            "auth_mechanisms = plain login\n"
+            "mail_driver = maildir\n"
+            f"mail_home = {d}/mail/%{{user}}\n"
+            f"mail_path = {d}/mail/%{{user}}\n"
+            f"first_valid_uid = {u.uid}\n"
+            f"default_internal_user = {u.internal}\n"
+            f"default_internal_group = {u.group}\n"
+            f"default_login_user = {u.login}\n"
+            "passdb passwd-file {\n"
+            f"  passwd_file_path = {d}/passwd\n}}\n"
+            "userdb static {\n  fields {\n"
+            f"    uid = {u.uid}\n    gid = {u.gid}\n    home = {d}/mail/%{{user}}\n  }}\n}}\n"
+            "service imap-login {\n  inet_listener imap {\n    listen = 127.0.0.1\n"
+            f"    port = {self.port}\n  }}\n  inet_listener imaps {{\n"
+            f"    listen = 127.0.0.1\n    port = {self.tls_port}\n  }}\n}}\n"
         )
 
     async def _launch(self) -> None:
@@ -209,6 +256,22 @@ class Dovecot(Lifecycle):
         await self.doveadm(
             "mailbox", "update", "-u", self.user, "--uid-validity", str(value), mailbox
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Users:
+    internal: str
+    group: str
+    login: str
+    uid: int
+    gid: int
+
+
+def _version(binary: str) -> tuple[int, int]:
+    """dovecot's major and minor version: 2.4 changed the configuration syntax."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+    found = re.match(r"(\d+)\.(\d+)", out.stdout.strip())
+    return (int(found.group(1)), int(found.group(2))) if found else (2, 3)
 
 
 def _group(user: str) -> str:
