@@ -126,6 +126,10 @@ class Intake:
     ) -> list[OutboxRow]:
         if not await q.remember(tx, arrival.key, now):
             return []
+        if arrival.ignored:
+            log.info("upstream item ignored", extra={"key": arrival.key, "kind": arrival.kind})
+            await q.count_ignored(tx, str(source), arrival.kind, now, arrival.sender)
+            return []
         if arrival.message is None:
             error = arrival.error or "unreadable"
             log.warning("upstream item parked", extra={"key": arrival.key, "error": error})
@@ -165,6 +169,8 @@ class Intake:
         said = q.Said(now, False, customer.name, escape_for_slack(msg.text))
         await q.add_said(tx, conv.id, said)
         await figures.customer_said(tx, conv.id, now)
+        if msg.context is not None:
+            await q.set_reply_context(tx, conv.id, msg.context, now)
         return await q.enqueue(tx, conv.id, plan.ops, now)
 
     async def _park(

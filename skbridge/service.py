@@ -32,6 +32,7 @@ from skbridge.deliver import Deliverer
 from skbridge.errors import ConfigError, DeliveryError, Refused
 from skbridge.gravatar import Gravatar
 from skbridge.health import Health, Outage
+from skbridge.ids import SourceName
 from skbridge.intake import Intake, cursor_key
 from skbridge.notify import Notifier
 from skbridge.outbox import Outbox
@@ -42,7 +43,7 @@ from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store, Tx, figures, open_store, sqlite_url
 from skbridge.store import queries as q
 from skbridge.store.persist import persist
-from skbridge.upstreams import Services, registry
+from skbridge.upstreams import Services, Upstream, registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,6 +75,7 @@ class Service:
         self.outbox: Outbox | None = None
         self.chores: Chores | None = None
         self.db: Store | None = None
+        self.upstreams: dict[SourceName, Upstream] = {}
         self.health = Health(clock)
         logs.add_secrets(secrets(config))
 
@@ -115,8 +117,8 @@ class Service:
         if workspace is None:
             return
         gravatar = Gravatar(config.gravatar, http)
-        services = Services(http, health, avatar_for=gravatar.identicon)
-        upstreams = registry.build(config.sources, services)
+        services = Services(http, health, avatar_for=gravatar.identicon, store=db)
+        upstreams = self.upstreams = registry.build(config.sources, services)
         for upstream in upstreams.values():
             if await self._until_connected(upstream.name, upstream.check) is None:
                 return
@@ -311,8 +313,10 @@ async def _until_connected(
         except Refused as exc:
             source = registry.by_name(what)
             if source is not None and source.refuses(exc):
-                key = f"sources.{source.name}.{source.credentials}"
-                raise ConfigError(key, f"{source.label} refused it ({exc.code})") from None
+                said = exc.detail if source.fix_for else exc.code
+                raise ConfigError(
+                    source.refused_key(exc), f"{source.label} refused it ({said})"
+                ) from None
             raise
         except DeliveryError as exc:
             failures += 1

@@ -118,6 +118,7 @@ async def test_status_json_is_the_same_report(
         "parked_outbox": [],
         "parked_input": [],
         "parked_kinds": {},
+        "ignored": {},
         "minutes_since_activity": 0,
         "outages": [],
         "figures": {

@@ -61,6 +61,9 @@ class CustomerMessage:
     """Plain text as the customer wrote it (not yet escaped for Slack)."""
     upstream_message_id: str
     edited: bool = False
+    context: str | None = None
+    """What the upstream needs to answer in this message's thread (email: its Message-ID,
+    References and Subject), opaque to the core; kept with the conversation."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -282,10 +282,16 @@ async def _upstream(source: Source, upstream: Upstream) -> Result:
     try:
         return ok(name, await upstream.check())
     except Refused as exc:
+        if source.fix_for is not None:
+            return fail(
+                name, f"{source.label} refused: {exc.detail or exc.code}", source.fix_of(exc)
+            )
         return fail(
             name, f"{source.label} refused the {source.credential_word} ({exc})", source.fix
         )
     except DeliveryError as exc:
+        if source.fix_for is not None:
+            return fail(name, f"cannot reach {source.label}: {exc.detail}", source.fix_of(exc))
         return fail(name, f"cannot reach {source.label} ({exc})", "check the network")
 
 

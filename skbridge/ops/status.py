@@ -55,6 +55,8 @@ class Status:
     parked_input: list[Parked]
     parked_kinds: dict[str, int]
     """How often each kind of input was set aside (``a story from Telegram``: 3)."""
+    ignored: dict[str, int]
+    """Input that opened nothing on purpose, by kind (``an automatic reply from Email``: 2)."""
     last_activity: str | None
     minutes_since_activity: int | None
     outages: list[str]
@@ -92,6 +94,10 @@ async def _gather(r: Reader, where: str, now: float) -> Status:
         f"{kind} from {origin.capitalize()}": count
         for origin, kind, count in await report.parked_kinds(r)
     }
+    ignored = {
+        f"{kind} from {origin.capitalize()}": count
+        for origin, kind, count in await report.ignored_kinds(r)
+    }
     last = await report.last_activity(r)
     periods = {"last_24h": DAY, "last_7d": 7 * DAY}
     windows = {name: await figures.window(r, now - span) for name, span in periods.items()}
@@ -110,6 +116,7 @@ async def _gather(r: Reader, where: str, now: float) -> Status:
         parked_outbox=parked_outbox,
         parked_input=parked_input,
         parked_kinds=parked_kinds,
+        ignored=ignored,
         last_activity=None if last is None else _iso(last),
         minutes_since_activity=None if last is None else max(0, int((now - last) // 60)),
         outages=outages,
@@ -160,6 +167,9 @@ def to_text(status: Status) -> str:
     if status.parked_kinds:
         kinds = ", ".join(f"{n} × {kind}" for kind, n in status.parked_kinds.items())
         lines.append(f"  by kind: {kinds}")
+    if status.ignored:
+        kinds = ", ".join(f"{n} × {kind}" for kind, n in status.ignored.items())
+        lines.append(f"ignored input  {kinds} (opened nothing, never answered)")
     for name, label in (("last_24h", "last 24 h"), ("last_7d", "last 7 d ")):
         lines.append(
             ("figures        " if name == "last_24h" else "               ")

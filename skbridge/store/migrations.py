@@ -170,5 +170,25 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         PRIMARY KEY (name, labels)
     ) STRICT, WITHOUT ROWID;
     """,
+        # 9: replies threaded upstream (email), and machine-written input counted, not carried
+        """
+    -- What an upstream needs to answer in the customer's thread, as it last wrote
+    -- (email: the latest Message-ID, References and Subject), opaque to the core.
+    CREATE TABLE reply_context (
+        conversation_id INTEGER PRIMARY KEY REFERENCES conversations (id),
+        context         TEXT NOT NULL,
+        updated_at      REAL NOT NULL
+    ) STRICT;
+
+    -- Input that opens nothing on purpose (automatic replies, bounces), counted by kind.
+    CREATE TABLE ignored_input (
+        origin    TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        count     INTEGER NOT NULL,
+        last_at   REAL NOT NULL,
+        last_from TEXT,
+        PRIMARY KEY (origin, kind)
+    ) STRICT;
+    """,
     )
 )

@@ -148,6 +148,18 @@ async def set_kind_notice(
     )
 
 
+async def count_ignored(
+    tx: Tx, origin: str, kind: str, now: float, sender: str | None = None
+) -> None:
+    """Count input that opens nothing on purpose (an automatic reply), by kind."""
+    await tx.execute(
+        "INSERT INTO ignored_input (origin, kind, count, last_at, last_from) "
+        "VALUES (?, ?, 1, ?, ?) ON CONFLICT (origin, kind) DO UPDATE SET "
+        "count = count + 1, last_at = excluded.last_at, last_from = excluded.last_from",
+        (origin, kind, now, sender),
+    )
+
+
 # --- conversations ---------------------------------------------------------------------
 
 _CONV_COLUMNS = (
@@ -313,6 +325,25 @@ async def rename_channel(tx: Tx, channel_id: ChannelId, name: str) -> None:
     await tx.execute(
         "UPDATE conversations SET channel_name = ? WHERE channel_id = ?", (name, channel_id)
     )
+
+
+async def set_reply_context(tx: Tx, conv_id: ConversationId, context: str, now: float) -> None:
+    await tx.execute(
+        "INSERT INTO reply_context (conversation_id, context, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (conversation_id) DO UPDATE SET context = excluded.context, "
+        "updated_at = excluded.updated_at",
+        (conv_id, context, now),
+    )
+
+
+async def reply_context(db: Reader, source: SourceName, upstream_id: UpstreamUserId) -> str | None:
+    """What the upstream kept of the customer's latest message, to answer in its thread."""
+    row = await db.one(
+        "SELECT r.context FROM reply_context r JOIN conversations c "
+        "ON c.id = r.conversation_id WHERE c.source = ? AND c.upstream_id = ?",
+        (source, upstream_id),
+    )
+    return None if row is None else str(row[0])
 
 
 async def members_invited(db: Reader, channel_id: ChannelId) -> bool:

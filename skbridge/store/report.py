@@ -85,6 +85,12 @@ async def parked_kinds(r: Reader) -> list[tuple[str, str, int]]:
     return [(str(origin), str(kind), int(count)) for origin, kind, count in rows]
 
 
+async def ignored_kinds(r: Reader) -> list[tuple[str, str, int]]:
+    """(origin, kind, count) of input that opened nothing on purpose (automatic replies)."""
+    rows = await r.all("SELECT origin, kind, count FROM ignored_input ORDER BY count DESC, kind")
+    return [(str(origin), str(kind), int(count)) for origin, kind, count in rows]
+
+
 async def last_activity(r: Reader) -> float | None:
     row = await r.one("SELECT max(last_activity) FROM conversations")
     return None if row is None or row[0] is None else float(row[0])

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from skbridge.config import Config, load_config
+from skbridge.ids import SourceName
 from skbridge.service import Service
 from skbridge.testing.fake_gravatar import FakeGravatar
 from skbridge.testing.fake_slack import FakeSlack, Message
 from skbridge.testing.fake_telegram import FakeTelegram
+from skbridge.upstreams.mail import Email
 
 OWNER = "UOWNER"
 ALICE = "UALICE"
@@ -49,9 +51,23 @@ class Fakes:
         channels_per_minute: float = 600_000,
         ping_interval: float = 10.0,
         telegram_timeout: float = 5,
+        email: Mailboxes | None = None,
+        telegram: bool = True,
     ) -> str:
-        """A config for the fakes; Slack pacing is effectively off unless rates are given."""
+        """A config for the fakes; Slack pacing is effectively off unless rates are given.
+
+        ``email``: a real IMAP and SMTP server to add as the ``[sources.email]`` upstream.
+        """
         user = f'user_token = "{self.slack.user_token}"\n' if user_token else ""
+        sources = email.config_text() if email else ""
+        if telegram:
+            sources += (
+                "\n[sources.telegram]\n"
+                f'bot_token = "{self.telegram.token}"\n'
+                f'api_url = "{self.telegram.api_url}"\n'
+                f"poll_timeout = {poll_timeout}\n"
+                f"request_timeout = {telegram_timeout}\n"
+            )
         return (
             "[slack]\n"
             f'bot_token = "{self.slack.bot_token}"\n'
@@ -63,11 +79,7 @@ class Fakes:
             f"ping_interval = {ping_interval}\n"
             f"posts_per_second = {posts_per_second}\n"
             f"channels_per_minute = {channels_per_minute}\n"
-            "\n[sources.telegram]\n"
-            f'bot_token = "{self.telegram.token}"\n'
-            f'api_url = "{self.telegram.api_url}"\n'
-            f"poll_timeout = {poll_timeout}\n"
-            f"request_timeout = {telegram_timeout}\n"
+            f"{sources}"
             "\n[store]\n"
             f'path = "{db_path}"\n'
             "\n[gravatar]\n"
@@ -80,6 +92,39 @@ class Fakes:
         path = directory / "config.toml"
         path.write_text(self.config_text(directory / "skbridge.db", **options))  # type: ignore[arg-type]
         return path
+
+
+@dataclass
+class Mailboxes:
+    """The support mailbox's servers, as a ``[sources.email]`` table points at them."""
+
+    imap_port: int
+    smtp_port: int
+    imap_user: str
+    imap_password: str
+    smtp_user: str
+    smtp_password: str
+    address: str = "support@example.com"
+    display_name: str = "{agent} at Example Support"
+    import_days: int = 0
+
+    def config_text(self) -> str:
+        return (
+            "\n[sources.email]\n"
+            f'address = "{self.address}"\n'
+            'imap_host = "127.0.0.1"\n'
+            f"imap_port = {self.imap_port}\n"
+            'imap_security = "none"\n'
+            f'imap_username = "{self.imap_user}"\n'
+            f'imap_password = "{self.imap_password}"\n'
+            'smtp_host = "127.0.0.1"\n'
+            f"smtp_port = {self.smtp_port}\n"
+            'smtp_security = "none"\n'
+            f'smtp_username = "{self.smtp_user}"\n'
+            f'smtp_password = "{self.smtp_password}"\n'
+            f'display_name = "{self.display_name}"\n'
+            f"import_days = {self.import_days}\n"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -173,6 +218,13 @@ class Daemon:
         await self.stop()
         return await self.start()
 
+    async def mail_caught_up(self, within: float = 10) -> None:
+        """Until the email receiver has carried the mailbox and waits for news."""
+        assert self.service is not None
+        upstream = self.service.upstreams[SourceName("email")]
+        assert isinstance(upstream, Email)
+        await asyncio.wait_for(upstream.caught_up.wait(), within)
+
     async def wait_idle(self, within: float = 10) -> None:
         """Until the outbox has nothing left to do."""
         assert self.service is not None and self.service.outbox is not None
@@ -183,6 +235,20 @@ def customer_channel(slack: FakeSlack, name: str = "sk-ada-lovelace") -> str:
     channel = slack.channel_by_name(name)
     assert channel is not None, f"no channel {name}"
     return channel.id
+
+
+async def mail_channel(
+    world: Fakes, name: str = "sk-ada-lovelace", count: int = 1, within: float = 10
+) -> str:
+    """The channel ``name``, once it holds ``count`` posts."""
+    await world.slack.wait_for(
+        lambda: (
+            world.slack.channel_by_name(name) is not None
+            and len(world.slack.messages(customer_channel(world.slack, name))) >= count
+        ),
+        timeout=within,
+    )
+    return customer_channel(world.slack, name)
 
 
 def texts(slack: FakeSlack, channel_id: str) -> list[str]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import httpx
 
     from skbridge.config_types import Section
+    from skbridge.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class Arrival:
     """For an item set aside: what it is, for people (``a story``); reported once per kind."""
     sender: str | None = None
     """For an item set aside: who sent it, when that is known."""
+    ignored: bool = False
+    """Opens nothing on purpose (an automatic reply, a bounce): only counted, by ``kind``."""
 
 
 class Intake(Protocol):
@@ -82,6 +85,8 @@ class Services:
     health: Health
     avatar_for: Callable[[str], str | None] | None = None
     """A generated picture for a customer without one, from a stable seed."""
+    store: Store | None = None
+    """The database, for an upstream that keeps state of its own (email threads)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +114,14 @@ class Source:
     """Whether an error means the source refused our credentials."""
     build: Callable[[Any, Services], Upstream]
     """Make the upstream from its config table."""
+    key_for: Callable[[DeliveryError], str] | None = None
+    """The key a refusal names, when it is not always :attr:`credentials` (email has two
+    servers, each with its password)."""
+    fix_for: Callable[[DeliveryError], str] | None = None
+    """What to do about a failed check, when it depends on the failure."""
+
+    def refused_key(self, exc: DeliveryError) -> str:
+        return f"sources.{self.name}.{self.key_for(exc) if self.key_for else self.credentials}"
+
+    def fix_of(self, exc: DeliveryError) -> str:
+        return self.fix_for(exc) if self.fix_for else self.fix

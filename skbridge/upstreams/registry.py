@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from skbridge.ids import SourceName
-from skbridge.upstreams import Services, Source, Upstream, telegram
+from skbridge.upstreams import Services, Source, Upstream, mail, telegram
 
 if TYPE_CHECKING:
     from skbridge.config_types import Section
 
-SOURCES: tuple[Source, ...] = (telegram.KIND,)
+SOURCES: tuple[Source, ...] = (telegram.KIND, mail.KIND)
 
 
 def by_name(name: str) -> Source | None:
