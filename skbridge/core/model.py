@@ -97,6 +97,23 @@ class PostCustomerMessage:
     text: str
     avatar_url: str | None = None
     edited: bool = False
+    """Rows stored before edits updated their post: posted again with a mark."""
+    message_id: str = ""
+    """The upstream's ID of the message, by which a later edit finds this post."""
+
+
+@dataclass(frozen=True, slots=True)
+class EditCustomerMessage:
+    """The customer edited a message: update the post that carried it (marked as
+    edited), or, when there is none in the channel, post the new text marked as an edit."""
+
+    kind: ClassVar[str] = "edit_customer_message"
+    name: str
+    text: str
+    message_id: str
+    avatar_url: str | None = None
+    file_name: str = ""
+    """For the caption of a file: the file's name (the edit is posted beside it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +197,7 @@ Op = (
     OpenChannel
     | ReopenChannel
     | PostCustomerMessage
+    | EditCustomerMessage
     | NotifyDispatch
     | InviteMembers
     | SendToCustomer
@@ -192,6 +210,13 @@ Op = (
 
 _OP_TYPES: dict[str, type[Any]] = {cls.kind: cls for cls in get_args(Op)}
 """Op classes by the ``kind`` stored in outbox rows: the union above is the one list."""
+
+
+def carried_message(op: Op) -> str | None:
+    """The upstream message whose Slack post ``op`` makes: an edit of it finds the post."""
+    if isinstance(op, PostCustomerMessage | EditCustomerMessage):
+        return op.message_id or None
+    return None
 
 
 def op_to_json(op: Op) -> str:

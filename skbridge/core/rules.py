@@ -12,6 +12,7 @@ from skbridge.core.model import (
     ChannelEvent,
     Conversation,
     CustomerMessage,
+    EditCustomerMessage,
     InviteMembers,
     NotifyDispatch,
     Op,
@@ -45,12 +46,7 @@ class Plan:
 
 def on_customer_message(conv: Conversation | None, msg: CustomerMessage) -> Plan:
     """A customer wrote. ``conv`` is None when this customer has never written before."""
-    post = PostCustomerMessage(
-        name=msg.customer.name,
-        text=msg.text,
-        avatar_url=msg.customer.avatar_url,
-        edited=msg.edited,
-    )
+    post = _post(msg)
     if conv is None:
         return Plan(
             new_state=ConvState.OPENING,
@@ -67,6 +63,24 @@ def on_customer_message(conv: Conversation | None, msg: CustomerMessage) -> Plan
             ops=(OpenChannel(), post, NotifyDispatch(reopened=True), InviteMembers()),
         )
     return Plan(ops=(post,))
+
+
+def _post(msg: CustomerMessage) -> Op:
+    """The op that brings ``msg`` into Slack: an edit updates the post of its original."""
+    customer = msg.customer
+    if msg.edited:
+        return EditCustomerMessage(
+            name=customer.name,
+            text=msg.text,
+            message_id=msg.upstream_message_id,
+            avatar_url=customer.avatar_url,
+        )
+    return PostCustomerMessage(
+        name=customer.name,
+        text=msg.text,
+        avatar_url=customer.avatar_url,
+        message_id=msg.upstream_message_id,
+    )
 
 
 def on_command(conv: Conversation | None, cmd: SlashCommand) -> Plan:

@@ -15,6 +15,7 @@ from typing import Any
 from skbridge.config import SlackConfig
 from skbridge.core import rules
 from skbridge.core.model import (
+    EditCustomerMessage,
     InviteMembers,
     InviteToChannel,
     NotifyDispatch,
@@ -44,6 +45,7 @@ HANDLERS: Mapping[type[Any], Handler] = {
     OpenChannel: channels.OPEN,
     ReopenChannel: channels.REOPEN,
     PostCustomerMessage: posts.CUSTOMER_MESSAGE,
+    EditCustomerMessage: posts.CUSTOMER_EDIT,
     NotifyDispatch: posts.DISPATCH_NOTICE,
     PostNotice: posts.NOTICE,
     ReportParked: posts.PARKED_REPORT,

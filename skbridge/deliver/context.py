@@ -61,9 +61,11 @@ class Context:
         row: OutboxRow,
         state: OutboxState = OutboxState.DONE,
         touch: ConversationId | None = None,
+        posted: q.Posted | None = None,
     ) -> list[OutboxRow]:
-        """Mark ``row`` finished (a share of a group commit); no follow-up rows."""
-        await self.marks.finish(row.id, state, touch)
+        """Mark ``row`` finished (a share of a group commit), with the post it made when
+        an edit may look for it; no follow-up rows."""
+        await self.marks.finish(row.id, state, touch, posted)
         return []
 
     async def post(

@@ -9,6 +9,7 @@ from typing import Any
 from skbridge.core import rules
 from skbridge.core.model import (
     Conversation,
+    EditCustomerMessage,
     NotifyDispatch,
     PostCustomerMessage,
     PostNotice,
@@ -31,27 +32,71 @@ from skbridge.store.queries import OutboxRow
 log = logging.getLogger(__name__)
 
 
+EDITED = " _(edited)_"
+
+
 async def post_customer_message(
     ctx: Context, row: OutboxRow, op: PostCustomerMessage, suspect: bool
 ) -> list[OutboxRow]:
     conv = await ctx.conversation(row.conversation_id)
+    text = escape_for_slack(op.text) + (EDITED if op.edited else "")
+    return await _as_customer(ctx, row, conv, text, op.name, op.avatar_url, suspect)
+
+
+async def edit_customer_message(
+    ctx: Context, row: OutboxRow, op: EditCustomerMessage, suspect: bool
+) -> list[OutboxRow]:
+    """Update the post that carried the message; post the edit when there is none left
+    in the channel (archived or deleted since, never posted, or too long to update)."""
+    conv = await ctx.conversation(row.conversation_id)
+    text = escape_for_slack(op.text)
+    if op.file_name:
+        text += f" _(edited the caption of {escape_for_slack(op.file_name)})_"
+        return await _as_customer(ctx, row, conv, text, op.name, op.avatar_url, suspect)
+    text += EDITED
+    post = await q.post_of_message(ctx.db, conv.id, op.message_id)
+    if post is not None and post[0] == conv.channel_id and len(text) <= SLACK_TEXT_LIMIT:
+        try:
+            await ctx.web.update(post[0], post[1], text)
+            return await ctx.finish(row, touch=conv.id, posted=post)
+        except Refused as exc:
+            if exc.code not in slack_errors.POST_GONE:
+                raise
+            log.info("edited post is gone; posting the edit", extra={"row": row.id})
+    return await _as_customer(ctx, row, conv, text, op.name, op.avatar_url, suspect)
+
+
+async def _as_customer(
+    ctx: Context,
+    row: OutboxRow,
+    conv: Conversation,
+    text: str,
+    name: str,
+    avatar_url: str | None,
+    suspect: bool,
+) -> list[OutboxRow]:
+    """Post Slack text under the customer's name, split at Slack's limit, into the
+    conversation's channel (reopened first if it turns out archived or deleted)."""
     channel = live_channel(conv)
-    text = escape_for_slack(op.text) + (" _(edited)_" if op.edited else "")
-    extra = {"username": op.name, "icon_url": op.avatar_url}
-    for index, chunk in enumerate(split_text(text, SLACK_TEXT_LIMIT)):
+    extra = {"username": name, "icon_url": avatar_url}
+    chunks = split_text(text, SLACK_TEXT_LIMIT)
+    ts = None
+    for index, chunk in enumerate(chunks):
         key = f"{row.id}.{index}"
         try:
-            await ctx.post(channel, chunk, key, suspect, row, **extra)
+            ts = await ctx.post(channel, chunk, key, suspect, row, **extra)
         except Refused as exc:
             if exc.code not in slack_errors.CHANNEL_GONE:
                 raise
             log.info("channel unusable; reopening", extra={"channel": channel})
-            conv, channel = await _recover(ctx, conv, row, suspect)
-            await ctx.post(channel, chunk, key, suspect, row, **extra)
-    return await ctx.finish(row, touch=conv.id)
+            conv, channel = await recover(ctx, conv, row, suspect)
+            ts = await ctx.post(channel, chunk, key, suspect, row, **extra)
+    # An edit updates one post; a message that took several is posted again instead.
+    posted = (channel, ts) if ts is not None and len(chunks) == 1 else None
+    return await ctx.finish(row, touch=conv.id, posted=posted)
 
 
-async def _recover(
+async def recover(
     ctx: Context, conv: Conversation, row: OutboxRow, suspect: bool
 ) -> tuple[Conversation, ChannelId]:
     """The channel was archived or deleted and no event said so: do what the core says."""
@@ -154,6 +199,13 @@ CUSTOMER_MESSAGE = Handler(
     post_customer_message,
     lambda op, conv: (
         f"a message from {messages.who(conv)}{messages.where(conv)}",
+        escape_for_slack(op.text),
+    ),
+)
+CUSTOMER_EDIT = Handler(
+    edit_customer_message,
+    lambda op, conv: (
+        f"an edited message from {messages.who(conv)}{messages.where(conv)}",
         escape_for_slack(op.text),
     ),
 )

@@ -24,6 +24,7 @@ class _Mark:
     row_id: OutboxId
     state: OutboxState
     touch: ConversationId | None
+    posted: q.Posted | None
     done: asyncio.Future[None]
 
 
@@ -39,9 +40,11 @@ class FinishMarks:
         row_id: OutboxId,
         state: OutboxState = OutboxState.DONE,
         touch: ConversationId | None = None,
+        posted: q.Posted | None = None,
     ) -> None:
-        """Return once the row's new state is durable; raises what the commit raised."""
-        mark = _Mark(row_id, state, touch, asyncio.get_running_loop().create_future())
+        """Return once the row's new state (and the post it made) is durable; raises what
+        the commit raised."""
+        mark = _Mark(row_id, state, touch, posted, asyncio.get_running_loop().create_future())
         self._waiting.append(mark)
         if not self._committing:
             self._committing = True
@@ -57,10 +60,11 @@ class FinishMarks:
         now = self._clock()
         try:
             touched = list({m.touch for m in batch if m.touch is not None})
+            posted = {m.row_id: m.posted for m in batch if m.posted is not None}
             async with self._db.write() as tx:
                 for state in {m.state for m in batch}:
                     rows = [m.row_id for m in batch if m.state == state]
-                    await q.finish_many(tx, rows, state, touched, now)
+                    await q.finish_many(tx, rows, state, touched, now, posted)
                     touched = []
         except BaseException as exc:
             for mark in batch:

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from skbridge.core.model import Conversation, Customer, Op, op_to_json
+from skbridge.core.model import Conversation, Customer, Op, carried_message, op_to_json
 from skbridge.core.states import UNFINISHED, ConvState, OutboxState, PartState
 from skbridge.health import Outage
 from skbridge.ids import (
@@ -292,9 +292,9 @@ async def enqueue(
     for op in ops:
         payload = op_to_json(op)
         found = await tx.one(
-            "INSERT INTO outbox (lane, conversation_id, kind, payload, created_at) "
-            "VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (lane, conv_id, op.kind, payload, now),
+            "INSERT INTO outbox (lane, conversation_id, kind, payload, created_at, message_ref) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (lane, conv_id, op.kind, payload, now, carried_message(op)),
         )
         assert found is not None
         row = OutboxRow(
@@ -329,19 +329,42 @@ async def set_outbox_state(
     )
 
 
+Posted = tuple[ChannelId, MessageTs]
+"""The Slack post a row made: its channel and ts."""
+
+
 async def finish_many(
     tx: Tx,
     rows: Sequence[OutboxId],
     state: OutboxState,
     touched: Sequence[ConversationId],
     now: float,
+    posted: Mapping[OutboxId, Posted] | None = None,
 ) -> None:
-    """Mark many rows finished and their conversations active, in two statements."""
+    """Mark many rows finished and their conversations active, in two statements;
+    ``posted`` records, in the same statement, the post some of them made."""
     for start in range(0, len(rows), 500):
         ids = rows[start : start + 500]
+        made = [(row, posted[row]) for row in ids if row in posted] if posted else []
+        if not made:
+            await tx.execute(
+                f"UPDATE outbox SET state = ?, finished_at = ? WHERE id IN ({marks(ids)})",
+                (state, now, *ids),
+            )
+            continue
+        cases = " ".join("WHEN ? THEN ?" for _ in made)
         await tx.execute(
-            f"UPDATE outbox SET state = ?, finished_at = ? WHERE id IN ({marks(ids)})",
-            (state, now, *ids),
+            "UPDATE outbox SET state = ?, finished_at = ?, "
+            f"posted_channel = CASE id {cases} ELSE posted_channel END, "
+            f"posted_ts = CASE id {cases} ELSE posted_ts END "
+            f"WHERE id IN ({marks(ids)})",
+            (
+                state,
+                now,
+                *(v for row, (channel, _) in made for v in (row, channel)),
+                *(v for row, (_, ts) in made for v in (row, ts)),
+                *ids,
+            ),
         )
     for start in range(0, len(touched), 500):
         convs = touched[start : start + 500]
@@ -349,6 +372,16 @@ async def finish_many(
             f"UPDATE conversations SET last_activity = ? WHERE id IN ({marks(convs)})",
             (now, *convs),
         )
+
+
+async def post_of_message(db: Reader, conv_id: ConversationId, message_ref: str) -> Posted | None:
+    """The latest Slack post that carried the upstream message ``message_ref``."""
+    row = await db.one(
+        "SELECT posted_channel, posted_ts FROM outbox WHERE conversation_id = ? "
+        "AND message_ref = ? AND posted_ts IS NOT NULL ORDER BY id DESC LIMIT 1",
+        (conv_id, message_ref),
+    )
+    return None if row is None else (ChannelId(row[0]), MessageTs(row[1]))
 
 
 def marks(values: Collection[object]) -> str:
