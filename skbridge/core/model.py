@@ -48,12 +48,29 @@ class Customer:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a customer sent, as their upstream describes it (not fetched yet)."""
+
+    kind: str
+    """``photo``, ``document``, ``video``, ``animation``, ``audio``, ``voice``,
+    ``sticker`` or ``video_note``."""
+    ref: str
+    """The upstream's ID of the file, to fetch it by."""
+    name: str
+    """The file's name: the customer's own, or a sensible one (``photo-2025-05-01-…jpg``)."""
+    size: int | None = None
+    """Bytes, when the upstream says (before fetching)."""
+    mime: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerMessage:
     customer: Customer
     text: str
-    """Plain text as the customer wrote it (not yet escaped for Slack)."""
+    """Plain text as the customer wrote it (not yet escaped for Slack); a file's caption."""
     upstream_message_id: str
     edited: bool = False
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +131,23 @@ class EditCustomerMessage:
     avatar_url: str | None = None
     file_name: str = ""
     """For the caption of a file: the file's name (the edit is posted beside it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostCustomerFile:
+    """Fetch a customer's file from their upstream and share it in their channel, once,
+    with its caption; a file that cannot be brought over is replaced by a notice."""
+
+    kind: ClassVar[str] = "post_customer_file"
+    name: str
+    """The customer's name, shown with the file."""
+    file: Attachment
+    caption: str = ""
+    avatar_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.file, dict):  # read back from its outbox row
+            object.__setattr__(self, "file", Attachment(**self.file))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +232,7 @@ Op = (
     | ReopenChannel
     | PostCustomerMessage
     | EditCustomerMessage
+    | PostCustomerFile
     | NotifyDispatch
     | InviteMembers
     | SendToCustomer

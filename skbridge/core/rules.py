@@ -17,6 +17,7 @@ from skbridge.core.model import (
     NotifyDispatch,
     Op,
     OpenChannel,
+    PostCustomerFile,
     PostCustomerMessage,
     ReopenChannel,
     SendToCustomer,
@@ -73,6 +74,14 @@ def _post(msg: CustomerMessage) -> Op:
             name=customer.name,
             text=msg.text,
             message_id=msg.upstream_message_id,
+            avatar_url=customer.avatar_url,
+            file_name=msg.attachment.name if msg.attachment else "",
+        )
+    if msg.attachment is not None:
+        return PostCustomerFile(
+            name=customer.name,
+            file=msg.attachment,
+            caption=msg.text,
             avatar_url=customer.avatar_url,
         )
     return PostCustomerMessage(

@@ -21,6 +21,7 @@ from skbridge.core.model import (
     NotifyDispatch,
     Op,
     OpenChannel,
+    PostCustomerFile,
     PostCustomerMessage,
     PostNotice,
     ReopenChannel,
@@ -31,10 +32,11 @@ from skbridge.core.model import (
     op_from_row,
 )
 from skbridge.core.states import OutboxState
-from skbridge.deliver import channels, invites, posts, replies
+from skbridge.deliver import channels, files, invites, posts, replies
 from skbridge.deliver.context import Context, Handler
 from skbridge.ids import SourceName
 from skbridge.slack import messages
+from skbridge.slack.files import SlackFiles
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store
 from skbridge.store import queries as q
@@ -46,6 +48,7 @@ HANDLERS: Mapping[type[Any], Handler] = {
     ReopenChannel: channels.REOPEN,
     PostCustomerMessage: posts.CUSTOMER_MESSAGE,
     EditCustomerMessage: posts.CUSTOMER_EDIT,
+    PostCustomerFile: files.CUSTOMER_FILE,
     NotifyDispatch: posts.DISPATCH_NOTICE,
     PostNotice: posts.NOTICE,
     ReportParked: posts.PARKED_REPORT,
@@ -66,10 +69,11 @@ class Deliverer:
         workspace: Workspace,
         agents: Agents,
         upstreams: Mapping[SourceName, Upstream],
+        files: SlackFiles,
         config: SlackConfig,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.ctx = Context(db, workspace, agents, upstreams, config, clock)
+        self.ctx = Context(db, workspace, agents, upstreams, files, config, clock)
 
     @property
     def config(self) -> SlackConfig:

@@ -18,6 +18,7 @@ from skbridge.core.model import Conversation
 from skbridge.core.states import OutboxState
 from skbridge.errors import NotSent, Refused
 from skbridge.ids import ChannelId, ConversationId, MessageTs, SourceName
+from skbridge.slack.files import SlackFiles
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store
@@ -38,6 +39,7 @@ class Context:
     workspace: Workspace
     agents: Agents
     upstreams: Mapping[SourceName, Upstream]
+    files: SlackFiles
     config: SlackConfig
     """Replaced on SIGHUP."""
     clock: Callable[[], float]

@@ -41,10 +41,10 @@ async def send(ctx: Context, row: OutboxRow, op: SendToCustomer, suspect: bool) 
         reason = "skbridge stopped while sending it"
         return await _settle(ctx, row, conv, op, OutboxState.UNCERTAIN, reason, in_flight)
     agent = await ctx.agents.agent(op.agent_id, avatar=upstream.shows_avatar)
-    new: list[str] = []
+    new: list[q.ReplyPart] = []
     if not parts:
-        new = await _bodies(ctx, op, upstream, agent)
-        parts = [q.ReplyPart(i, body, PartState.PENDING) for i, body in enumerate(new)]
+        bodies = await _bodies(ctx, op, upstream, agent)
+        new = parts = [q.ReplyPart(i, body, PartState.PENDING) for i, body in enumerate(bodies)]
     sent: Marks = {}
     for part in (p for p in parts if p.state is PartState.PENDING):
         await _mark(ctx, row, {**sent, part.idx: PartState.SENDING}, new)
@@ -67,7 +67,9 @@ async def send(ctx: Context, row: OutboxRow, op: SendToCustomer, suspect: bool) 
     return await _settle(ctx, row, conv, op, OutboxState.DONE, None, sent, agent)
 
 
-async def _mark(ctx: Context, row: OutboxRow, states: Marks, new: Sequence[str] = ()) -> None:
+async def _mark(
+    ctx: Context, row: OutboxRow, states: Marks, new: Sequence[q.ReplyPart] = ()
+) -> None:
     """Store new parts (all pending) and then ``states``, in one transaction."""
 
     async def mark(tx: Tx) -> None:

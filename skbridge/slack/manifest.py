@@ -15,6 +15,8 @@ BOT_SCOPES = (
     "chat:write",  # chat.postMessage / postEphemeral
     "chat:write.customize",  # post under the customer's name and picture
     "commands",  # /sk
+    "files:read",  # files.info, url_private: agents' files sent to customers; shares
+    "files:write",  # files.getUploadURLExternal / completeUploadExternal: customers' files
     "groups:read",  # find a private dispatch channel by name
     "users:read",  # users.info / users.list: agent names, the primary owner
     "users:read.email",  # the agent's email, for Gravatar

@@ -395,22 +395,27 @@ def marks(values: Collection[object]) -> str:
 class ReplyPart:
     idx: int
     body: str
+    """The text sent; for a file, its caption."""
     state: PartState
+    file: str | None = None
+    """A Slack file ID: this part is that file."""
 
 
 async def reply_parts(db: Reader, row_id: OutboxId) -> list[ReplyPart]:
     rows = await db.all(
-        "SELECT idx, body, state FROM reply_parts WHERE outbox_id = ? ORDER BY idx", (row_id,)
+        "SELECT idx, body, state, file FROM reply_parts WHERE outbox_id = ? ORDER BY idx",
+        (row_id,),
     )
-    return [ReplyPart(int(r[0]), str(r[1]), PartState(r[2])) for r in rows]
+    return [ReplyPart(int(r[0]), str(r[1]), PartState(r[2]), r[3]) for r in rows]
 
 
-async def add_reply_parts(tx: Tx, row_id: OutboxId, bodies: Sequence[str]) -> list[ReplyPart]:
-    for idx, body in enumerate(bodies):
+async def add_reply_parts(tx: Tx, row_id: OutboxId, parts: Sequence[ReplyPart]) -> None:
+    """Store a reply's parts, all pending."""
+    for part in parts:
         await tx.execute(
-            "INSERT INTO reply_parts (outbox_id, idx, body) VALUES (?, ?, ?)", (row_id, idx, body)
+            "INSERT INTO reply_parts (outbox_id, idx, body, file) VALUES (?, ?, ?, ?)",
+            (row_id, part.idx, part.body, part.file),
         )
-    return [ReplyPart(idx, body, PartState.PENDING) for idx, body in enumerate(bodies)]
 
 
 async def set_part_states(tx: Tx, row_id: OutboxId, states: Mapping[int, PartState]) -> None:
@@ -419,6 +424,23 @@ async def set_part_states(tx: Tx, row_id: OutboxId, states: Mapping[int, PartSta
             "UPDATE reply_parts SET state = ? WHERE outbox_id = ? AND idx = ?",
             (state, row_id, idx),
         )
+
+
+# --- uploads -------------------------------------------------------------------------------
+
+
+async def upload_of(db: Reader, row_id: OutboxId) -> str | None:
+    """The Slack file a row's upload made, stored before the upload was completed."""
+    row = await db.one("SELECT file_id FROM slack_uploads WHERE outbox_id = ?", (row_id,))
+    return None if row is None else str(row[0])
+
+
+async def set_upload(tx: Tx, row_id: OutboxId, file_id: str) -> None:
+    await tx.execute(
+        "INSERT INTO slack_uploads (outbox_id, file_id) VALUES (?, ?) "
+        "ON CONFLICT (outbox_id) DO UPDATE SET file_id = excluded.file_id",
+        (row_id, file_id),
+    )
 
 
 # --- outages -------------------------------------------------------------------------------
