@@ -19,11 +19,13 @@ from typing import Any
 
 from skbridge.core import rules
 from skbridge.core.model import (
+    AnswerPrivately,
     ChannelEvent,
     CustomerMessage,
     InviteToChannel,
     ReportInput,
     SendToCustomer,
+    Shortcut,
     SlashCommand,
     op_from_row,
 )
@@ -232,6 +234,8 @@ class Intake:
                     ack, rows = await self._command(tx, command, now)
                     if ack is not None:
                         await q.store_ack(tx, key, ack)
+                case Shortcut() as shortcut:
+                    rows = await self._shortcut(tx, shortcut, now)
                 case ChannelEvent() as event:
                     await self._channel_event(tx, event, now)
                 case envelopes.JoinClicked(channel_id=channel, user_id=user):
@@ -263,6 +267,29 @@ class Intake:
         if plan.reply is None:
             return None, rows
         return {"response_type": "ephemeral", "text": plan.reply}, rows
+
+    async def _shortcut(self, tx: Tx, shortcut: Shortcut, now: float) -> list[OutboxRow]:
+        """Send to customer: the reply goes in the conversation's lane; a refusal is said
+        privately, through the shortcut's response URL (its ack carries no answer)."""
+        conv = await q.conversation_of_channel(tx, shortcut.channel_id)
+        plan = rules.on_shortcut(conv, shortcut)
+        rows: list[OutboxRow] = []
+        if conv is not None and plan.ops:
+            rows = await q.enqueue(tx, conv.id, plan.ops, now)
+            await q.update_conversation(tx, conv.id, state=None, now=now)
+        if plan.reply is not None:
+            answer = AnswerPrivately(response_url=shortcut.response_url, text=plan.reply)
+            rows += await q.enqueue(tx, None, [answer], now)
+        log.info(
+            "shortcut",
+            extra={
+                "envelope": shortcut.envelope_id,
+                "channel": shortcut.channel_id,
+                "files": len(shortcut.files),
+                "accepted": bool(plan.ops),
+            },
+        )
+        return rows
 
     async def _channel_event(self, tx: Tx, event: ChannelEvent, now: float) -> None:
         conv = await q.conversation_of_channel(tx, event.channel_id)

@@ -82,6 +82,28 @@ class SlashCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedFile:
+    """A file in a Slack message: its ID, by which it is fetched, and its name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shortcut:
+    """Someone used "Send to customer" on a Slack message."""
+
+    envelope_id: EnvelopeId
+    channel_id: ChannelId
+    user_id: SlackUserId
+    text: str
+    """The message's text as Slack has it (mrkdwn)."""
+    files: tuple[SharedFile, ...]
+    response_url: str
+    """Where to answer the person privately."""
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelEvent:
     kind: str
     """``archive``, ``unarchive``, ``deleted`` or ``rename``."""
@@ -170,6 +192,24 @@ class SendToCustomer:
     text: str
     """The agent's text as Slack sent it (mrkdwn); made plain when sent."""
     resend_of: OutboxId | None = None
+    files: tuple[SharedFile, ...] = ()
+    """Files to send after the text, each its own part (Send to customer)."""
+
+    def __post_init__(self) -> None:
+        if any(isinstance(f, dict) for f in self.files):  # read back from its outbox row
+            files = tuple(SharedFile(**f) if isinstance(f, dict) else f for f in self.files)
+            object.__setattr__(self, "files", files)
+        elif isinstance(self.files, list):
+            object.__setattr__(self, "files", tuple(self.files))
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPrivately:
+    """Tell the one person who used a shortcut something only they see."""
+
+    kind: ClassVar[str] = "answer_privately"
+    response_url: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +276,7 @@ Op = (
     | NotifyDispatch
     | InviteMembers
     | SendToCustomer
+    | AnswerPrivately
     | InviteToChannel
     | PostNotice
     | ReportParked

@@ -21,12 +21,18 @@ from skbridge.core.model import (
     PostCustomerMessage,
     ReopenChannel,
     SendToCustomer,
+    Shortcut,
     SlashCommand,
 )
 from skbridge.core.states import CONV_MOVES, ConvState
 from skbridge.core.text import is_blank
 
 NO_POWER = "This channel isn't linked to a customer, your command has no power here!"
+SHORTCUT_NO_POWER = (
+    "This channel isn't linked to a customer, so Send to customer has no power here! "
+    "Nothing was sent."
+)
+NOTHING_TO_SEND = "That message has no text and no files: there is nothing to send."
 USAGE = (
     "Usage: `/sk <message>` sends `<message>` to this channel's customer. "
     "Anything typed without `/sk` stays inside your team."
@@ -106,6 +112,25 @@ def on_command(conv: Conversation | None, cmd: SlashCommand) -> Plan:
     if is_blank(cmd.text):
         return Plan(reply=USAGE)
     return Plan(ops=(SendToCustomer(agent_id=cmd.user_id, text=cmd.text.strip()),))
+
+
+def on_shortcut(conv: Conversation | None, shortcut: Shortcut) -> Plan:
+    """Send to customer was used on a message in ``shortcut.channel_id``; ``conv`` owns
+    that channel, if any. The reply, if any, is said privately to whoever used it."""
+    if conv is None:
+        return Plan(reply=SHORTCUT_NO_POWER)
+    if conv.channel_id != shortcut.channel_id:
+        return Plan(
+            reply=f"This conversation continues in <#{conv.channel_id}>; "
+            "send it from there to reach the customer."
+            if conv.channel_id
+            else SHORTCUT_NO_POWER
+        )
+    if is_blank(shortcut.text) and not shortcut.files:
+        return Plan(reply=NOTHING_TO_SEND)
+    text = "" if is_blank(shortcut.text) else shortcut.text.strip()
+    op = SendToCustomer(agent_id=shortcut.user_id, text=text, files=shortcut.files)
+    return Plan(ops=(op,))
 
 
 def on_channel_event(conv: Conversation, event: ChannelEvent) -> Plan:

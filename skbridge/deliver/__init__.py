@@ -15,6 +15,7 @@ from typing import Any
 from skbridge.config import SlackConfig
 from skbridge.core import rules
 from skbridge.core.model import (
+    AnswerPrivately,
     EditCustomerMessage,
     InviteMembers,
     InviteToChannel,
@@ -57,6 +58,7 @@ HANDLERS: Mapping[type[Any], Handler] = {
     InviteMembers: invites.MEMBERS,
     InviteToChannel: invites.CLICKER,
     SendToCustomer: replies.REPLY,
+    AnswerPrivately: posts.PRIVATE_ANSWER,
 }
 
 
@@ -98,7 +100,8 @@ class Deliverer:
         follow_ups: list[Op] = []
         if isinstance(op, SendToCustomer):
             parts = [p.state for p in await q.reply_parts(ctx.db, row.id)]
-            text = messages.not_delivered(op.text, error, parts)
+            content = messages.reply(op.text, [f.name for f in op.files])
+            text = messages.not_delivered(content, error, parts)
             follow_ups.append(PostNotice(text=text, resend_of=row.id))
         report: list[Op] = []
         if not isinstance(op, ReportParked):

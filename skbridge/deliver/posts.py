@@ -8,6 +8,7 @@ from typing import Any
 
 from skbridge.core import rules
 from skbridge.core.model import (
+    AnswerPrivately,
     Conversation,
     EditCustomerMessage,
     NotifyDispatch,
@@ -195,6 +196,18 @@ async def report_input(
     return await ctx.finish(row)
 
 
+async def answer_privately(
+    ctx: Context, row: OutboxRow, op: AnswerPrivately, suspect: bool
+) -> list[OutboxRow]:
+    """Answer whoever used a shortcut, through its response URL. Slack keeps one for half
+    an hour: one it no longer takes is dropped, as the answer no longer helps."""
+    try:
+        await ctx.files.answer(op.response_url, op.text)
+    except Refused as exc:
+        log.warning("private answer dropped", extra={"row": row.id, "error": str(exc)})
+    return await ctx.finish(row)
+
+
 CUSTOMER_MESSAGE = Handler(
     post_customer_message,
     lambda op, conv: (
@@ -219,6 +232,7 @@ INPUT_REPORT = Handler(
     report_input,
     lambda op, conv: (f"the report of {op.what} from {op.origin.capitalize()}", ""),
 )
+PRIVATE_ANSWER = Handler(answer_privately, lambda op, conv: ("a private answer", op.text))
 OUTAGE_REPORT = Handler(
     report_outage, lambda op, conv: (f"the notice that {op.system} is back", "")
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from skbridge.slack.envelopes import COMMAND
+from skbridge.slack.envelopes import COMMAND, SHORTCUT
 
 BOT_SCOPES = (
     "channels:history",  # conversations.history: find our own post after an ambiguous failure
@@ -41,6 +41,14 @@ def manifest(name: str = "skbridge") -> dict[str, Any]:
                     "description": "Send a message to this channel's customer",
                     "usage_hint": "<message to the customer>",
                     "should_escape": True,
+                }
+            ],
+            "shortcuts": [
+                {
+                    "name": "Send to customer",
+                    "type": "message",
+                    "callback_id": SHORTCUT,
+                    "description": "Send this message and its files to the channel's customer",
                 }
             ],
         },

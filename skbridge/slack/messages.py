@@ -68,9 +68,18 @@ def continues(previous: ChannelId) -> str:
     return f"This conversation continues from <#{previous}>, which was archived."
 
 
-def echo(conv: Conversation, agent_text: str) -> str:
-    """What the channel sees once a reply reached the customer (agent text is Slack's own)."""
-    return f"*To {escape_for_slack(conv.customer_name)}:* {agent_text}"
+def echo(conv: Conversation, agent_text: str, files: Sequence[str] = ()) -> str:
+    """What the channel sees once a reply reached the customer (agent text is Slack's own),
+    with the names of the files it carried."""
+    return f"*To {escape_for_slack(conv.customer_name)}:* {reply(agent_text, files)}"
+
+
+def reply(agent_text: str, files: Sequence[str] = ()) -> str:
+    """A reply as Slack text: the agent's text, then the names of its files."""
+    if not files:
+        return agent_text
+    names = ":paperclip: " + ", ".join(escape_for_slack(name) for name in files)
+    return f"{agent_text}\n{names}" if agent_text else names
 
 
 FILE_NOUNS = {

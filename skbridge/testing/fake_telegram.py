@@ -802,11 +802,12 @@ class FakeTelegram(TelegramFiles, Lifecycle):
                 raise _ApiError(413, "Request Entity Too Large") from None
             for key, value in form.items():
                 if isinstance(value, web.FileField):
-                    params[key] = {
-                        "filename": value.filename,
-                        "content_type": value.content_type,
-                        "content": value.file.read(),
-                    }
+                    with value.file:  # aiohttp spooled it to a temporary file
+                        params[key] = {
+                            "filename": value.filename,
+                            "content_type": value.content_type,
+                            "content": value.file.read(),
+                        }
                 elif isinstance(value, bytes | bytearray):
                     params[key] = bytes(value).decode("utf-8", "replace")
                 else:
