@@ -9,7 +9,16 @@ import pytest
 
 from skbridge.testing.fake_slack import FakeSlack, Message
 from skbridge.testing.fake_telegram_files import DOWNLOAD_LIMIT
-from skbridge.testing.harness import ADA, Daemon, Fakes, first_message, say, texts
+from skbridge.testing.harness import (
+    ADA,
+    ALICE,
+    Daemon,
+    Fakes,
+    dispatch_notices,
+    first_message,
+    say,
+    texts,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 
@@ -231,3 +240,27 @@ async def test_an_edited_caption_is_posted_beside_the_file(world: Fakes, daemon:
         f"broken, see the corner _(edited the caption of {name})_"
     )
     assert len(world.slack.calls_to("files.completeUploadExternal")) == 1
+
+
+async def test_without_the_file_scopes_a_file_waits_in_dispatch_for_send_again(
+    world: Fakes, daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app not yet reinstalled from the new manifest: the daemon says so at start, the
+    file is set aside and reported; after the reinstall, Send again shares it."""
+    world.slack.scopes -= {"files:read", "files:write"}
+    await daemon.restart()
+    assert "the app lacks scopes the manifest asks for" in caplog.text
+    channel = await first_message(world)
+    send_file(world, "photo", PNG)
+    await world.slack.wait_for(
+        lambda: any("missing_scope" in m.text for m in dispatch_notices(world))
+    )
+    report = next(m for m in dispatch_notices(world) if "missing_scope" in m.text)
+    assert "a photo from Ada Lovelace" in report.text
+    world.slack.scopes |= {"files:read", "files:write"}
+    button = next(e for b in report.blocks or [] if b["type"] == "actions" for e in b["elements"])
+    click = await world.slack.send_block_action(
+        world.dispatch_id, ALICE, button["action_id"], button["value"]
+    )
+    await world.slack.wait_ack(click["envelope_id"])
+    await world.slack.wait_for(lambda: bool(shared(world.slack, channel)))

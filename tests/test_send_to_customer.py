@@ -240,3 +240,12 @@ async def test_a_blocked_bot_is_reported(world: Fakes, daemon: Daemon) -> None:
     await shortcut(world, channel, ts)
     await world.slack.wait_for(lambda: "Not delivered" in last(world, channel))
     assert "bot was blocked by the user" in last(world, channel)
+
+
+async def test_a_file_deleted_before_it_went_is_reported(world: Fakes, daemon: Daemon) -> None:
+    channel = await first_message(world)
+    ts, file_id = await world.slack.user_shares_file(channel, ALICE, "a.pdf", PDF)
+    del world.slack.files[file_id]
+    await shortcut(world, channel, ts)
+    await world.slack.wait_for(lambda: "Not delivered" in last(world, channel))
+    assert "the file is no longer in Slack" in last(world, channel)
