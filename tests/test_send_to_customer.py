@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
 from skbridge.core.rules import NOTHING_TO_SEND, SHORTCUT_NO_POWER
 from skbridge.testing.fake_telegram_files import PHOTO_LIMIT, UPLOAD_LIMIT
 from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, first_message
@@ -249,3 +257,46 @@ async def test_a_file_deleted_before_it_went_is_reported(world: Fakes, daemon: D
     await shortcut(world, channel, ts)
     await world.slack.wait_for(lambda: "Not delivered" in last(world, channel))
     assert "the file is no longer in Slack" in last(world, channel)
+
+
+async def test_a_shortcut_not_stored_before_slacks_deadline_is_never_acked_or_sent(
+    world: Fakes, daemon: Daemon, config_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database locked past the 3 s ack deadline: Slack told the agent it failed, so
+    the shortcut is neither acked nor sent later; the next use goes through."""
+    channel = await first_message(world)
+    ts = await world.slack.user_posts(channel, ALICE, "while locked")
+    async with write_lock_held(config_path.parent / "skbridge.db"):
+        envelope = await world.slack.send_message_action(channel, ALICE, ts)
+        await world.slack.wait_for(
+            lambda: any("not stored in time" in r.getMessage() for r in caplog.records),
+            timeout=15,
+        )
+    again = await shortcut(world, channel, ts)
+    await world.telegram.wait_for(lambda: bool(world.telegram.sent_to(ADA)))
+    await daemon.wait_idle()
+    assert world.telegram.sent_to(ADA) == ["Alice: while locked"]
+    assert envelope["envelope_id"] not in world.slack.acks and again in world.slack.acks
+
+
+@contextlib.asynccontextmanager
+async def write_lock_held(path: Path) -> AsyncIterator[None]:
+    """Another process holds the database's write lock for the duration."""
+    script = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert locker.stdout is not None and locker.stdin is not None
+    try:
+        assert await locker.stdout.readline() == b"locked\n"
+        yield
+    finally:
+        locker.stdin.close()
+        await locker.wait()
