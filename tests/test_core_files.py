@@ -126,6 +126,7 @@ def test_a_message_shortcut_envelope_is_read_at_the_edge() -> None:
 
 
 def test_the_manifest_declares_the_shortcut_and_the_file_scopes() -> None:
+    """The manifest asks for the shortcut (within Slack's lengths) and exactly the file scopes."""
     app = manifest()
     [declared] = app["features"]["shortcuts"]
     assert (declared["type"], declared["callback_id"]) == ("message", "send_to_customer")

@@ -116,6 +116,7 @@ async def test_the_shortcut_outside_a_customer_channel_answers_privately(
 async def test_a_message_with_nothing_to_send_is_answered_privately(
     world: Fakes, daemon: Daemon
 ) -> None:
+    """A message with only invisible text and no files: a private answer, nothing sent."""
     channel = await first_message(world)
     ts = await world.slack.user_posts(channel, ALICE, " \u200b ")
     await shortcut(world, channel, ts)
@@ -205,6 +206,7 @@ async def test_an_uncertain_file_send_is_shown_and_send_again_sends_only_it(
 async def test_a_file_send_cut_off_by_a_crash_is_uncertain_not_repeated(
     world: Fakes, daemon: Daemon
 ) -> None:
+    """A file on its way when the daemon died is shown as uncertain, never sent again by itself."""
     channel = await first_message(world)
     ts, _ = await world.slack.user_shares_file(
         channel, ALICE, "a.pdf", PDF, mimetype="application/pdf"
@@ -251,6 +253,7 @@ async def test_a_blocked_bot_is_reported(world: Fakes, daemon: Daemon) -> None:
 
 
 async def test_a_file_deleted_before_it_went_is_reported(world: Fakes, daemon: Daemon) -> None:
+    """A file deleted from Slack before its turn is reported as not delivered, saying so."""
     channel = await first_message(world)
     ts, file_id = await world.slack.user_shares_file(channel, ALICE, "a.pdf", PDF)
     del world.slack.files[file_id]

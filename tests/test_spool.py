@@ -103,6 +103,7 @@ async def test_a_redirect_to_another_host_is_refused(servers: tuple[Server, Serv
 
 
 async def test_a_redirect_on_the_same_host_is_followed(servers: tuple[Server, Server]) -> None:
+    """A redirect that stays on the allowed host is followed."""
     one, _ = servers
     one.location = "/file"
     got = await fetch(one, "/redirect")
@@ -141,6 +142,7 @@ async def test_sizes_are_checked_before_and_while_downloading(
 
 
 async def test_a_web_page_instead_of_a_file_is_refused(servers: tuple[Server, Server]) -> None:
+    """An HTML page where a file was expected (a sign-in page) is refused, saying why."""
     one, _ = servers
     with pytest.raises(Refused) as refused:
         await fetch(one, "/page", web_page="no access")
