@@ -20,6 +20,7 @@ from typing import Any
 from skbridge.core import claims, rules
 from skbridge.core.model import (
     Announce,
+    AnswerPrivately,
     ChannelEvent,
     Conversation,
     CustomerMessage,
@@ -28,6 +29,7 @@ from skbridge.core.model import (
     PostCustomerMessage,
     ReportInput,
     SendToCustomer,
+    Shortcut,
     SlashCommand,
     TellPrivately,
     op_from_row,
@@ -50,6 +52,14 @@ UNRETRIED = ("slash_commands", "interactive")
 """Envelope types Slack does not deliver again: an ack after its 3 s deadline is a lie."""
 ACK_BUDGET = 2.0
 """Seconds from reading such an envelope to committing it, well under Slack's 3 s."""
+
+
+def _said(msg: CustomerMessage) -> str:
+    """The transcript's line for a customer message (Slack text): a file by its name."""
+    text = escape_for_slack(msg.text)
+    if msg.attachment is not None:
+        text = f"[{msg.attachment.kind}: {escape_for_slack(msg.attachment.name)}] {text}"
+    return text.strip() + (" _(edited)_" if msg.edited else "")
 
 
 def cursor_key(source: SourceName) -> str:
@@ -166,9 +176,9 @@ class Intake:
                 await q.update_conversation(tx, conv.id, state=plan.new_state, now=now)
         if plan.new_state in (ConvState.OPENING, ConvState.REOPENING):
             await figures.open_episode(tx, conv.id, now, reopened)
-        said = q.Said(now, False, customer.name, escape_for_slack(msg.text))
-        await q.add_said(tx, conv.id, said)
-        await figures.customer_said(tx, conv.id, now)
+        await q.add_said(tx, conv.id, q.Said(now, False, customer.name, _said(msg)))
+        if not msg.edited:  # an edit is no new message, and asks for no new answer
+            await figures.customer_said(tx, conv.id, now)
         if msg.context is not None:
             await q.set_reply_context(tx, conv.id, msg.context, now)
         return await q.enqueue(tx, conv.id, plan.ops, now)
@@ -255,6 +265,8 @@ class Intake:
                     ack, rows = await self._command(tx, command, now)
                     if ack is not None:
                         await q.store_ack(tx, key, ack)
+                case Shortcut() as shortcut:
+                    rows = await self._shortcut(tx, shortcut, now)
                 case ChannelEvent() as event:
                     await self._channel_event(tx, event, now)
                 case envelopes.JoinClicked(channel_id=channel, user_id=user):
@@ -336,6 +348,30 @@ class Intake:
             offer = click.channel_id if decision.offer_take_over else None
             ops.append(TellPrivately(click.where, click.user_id, decision.reply, offer))
         return await q.enqueue(tx, conv.id, ops, now)
+
+    async def _shortcut(self, tx: Tx, shortcut: Shortcut, now: float) -> list[OutboxRow]:
+        """Send to customer: the reply goes in the conversation's lane; a refusal is said
+        privately, through the shortcut's response URL (its ack carries no answer)."""
+        conv = await q.conversation_of_channel(tx, shortcut.channel_id)
+        plan = rules.on_shortcut(conv, shortcut)
+        rows: list[OutboxRow] = []
+        if conv is not None and plan.ops:
+            ops = plan.ops + await self._helping(tx, conv, shortcut.user_id)
+            rows = await q.enqueue(tx, conv.id, ops, now)
+            await q.update_conversation(tx, conv.id, state=None, now=now)
+        if plan.reply is not None:
+            answer = AnswerPrivately(response_url=shortcut.response_url, text=plan.reply)
+            rows += await q.enqueue(tx, None, [answer], now)
+        log.info(
+            "shortcut",
+            extra={
+                "envelope": shortcut.envelope_id,
+                "channel": shortcut.channel_id,
+                "files": len(shortcut.files),
+                "accepted": bool(plan.ops),
+            },
+        )
+        return rows
 
     async def _channel_event(self, tx: Tx, event: ChannelEvent, now: float) -> None:
         conv = await q.conversation_of_channel(tx, event.channel_id)

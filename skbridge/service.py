@@ -37,6 +37,7 @@ from skbridge.intake import Intake, cursor_key
 from skbridge.notify import Notifier
 from skbridge.outbox import Outbox
 from skbridge.slack import errors as slack_errors
+from skbridge.slack.files import SlackFiles
 from skbridge.slack.socket import SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
@@ -123,7 +124,8 @@ class Service:
             if await self._until_connected(upstream.name, upstream.check) is None:
                 return
         agents = Agents(web, gravatar)
-        deliverer = Deliverer(db, workspace, agents, upstreams, config.slack, self._clock)
+        files = SlackFiles(web, http, config.slack)
+        deliverer = Deliverer(db, workspace, agents, upstreams, files, config.slack, self._clock)
         outbox = self.outbox = Outbox(db, deliverer, health=health)
         intake = Intake(
             db,

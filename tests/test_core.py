@@ -72,7 +72,7 @@ def test_first_message_opens_posts_notifies_and_invites() -> None:
         NotifyDispatch,
         InviteMembers,
     ]
-    assert plan.ops[1] == PostCustomerMessage(name="Ada", text="hi", first=True)
+    assert plan.ops[1] == PostCustomerMessage(name="Ada", text="hi", message_id="7", first=True)
 
 
 def test_message_to_open_conversation_only_posts() -> None:

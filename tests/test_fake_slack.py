@@ -451,7 +451,7 @@ async def test_command_block_action_and_redelivery(
         "acme",
         "ann",
     )
-    assert p["response_url"].startswith("https://hooks.slack.com/commands/")
+    assert p["response_url"].startswith(fake.api_url.removesuffix("/api/") + "/hooks/commands/")
 
     action = await fake.send_block_action(channel_id, "U1", "sk_close", "C1")
     assert await ws.receive_json(timeout=5) == action

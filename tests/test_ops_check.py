@@ -106,6 +106,17 @@ async def test_missing_scope_is_named_with_the_reinstall_hint(
     assert "reinstall the app from `skbridge manifest`" in line
 
 
+async def test_an_install_from_before_files_is_told_to_reinstall(
+    world: Fakes, config_path: Path
+) -> None:
+    """An app installed from an older manifest lacks the file scopes: check names them."""
+    world.slack.scopes -= {"files:read", "files:write"}
+    results = await checks(config_path)
+    line = results["slack scopes"].line()
+    assert line.startswith("FAIL  slack scopes: missing files:read, files:write.")
+    assert "reinstall the app from `skbridge manifest`" in line
+
+
 async def test_unknown_dispatch_channel_fails(world: Fakes, tmp_path: Path) -> None:
     """A dispatch channel that does not exist fails, saying to create it or fix the key."""
     results = await checks(world.write_config(tmp_path, dispatch="no-such-channel"))

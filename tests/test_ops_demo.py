@@ -20,6 +20,15 @@ STEPS = [
     "Alice, in #sk-ada-lovelace: /sk Sorry about that",
     'Ada receives: "Alice: Sorry about that',
     '#sk-ada-lovelace, posted as "Alice": To Ada Lovelace: Sorry about that',
+    'Ada sends a photo (2,020 bytes): "This is the order confirmation',
+    "#sk-ada-lovelace, posted by skbridge: Ada Lovelace sent a photo: / This is the order "
+    "confirmation, if it helps  [file photo-",
+    "Alice shares invoice.pdf in #sk-ada-lovelace: Thanks! Here is the invoice",
+    "Alice picks Send to customer on that message",
+    'Ada receives: "Alice: Thanks! Here is the invoice for it."',
+    'Ada receives the document invoice.pdf (3,038 bytes), captioned "Alice: invoice.pdf"',
+    '#sk-ada-lovelace, posted as "Alice": To Ada Lovelace: Thanks! Here is the invoice for it. '
+    "/ :paperclip: invoice.pdf",
     "Alice archives #sk-ada-lovelace",
     'Ada Lovelace writes again: "It just arrived',
     "conversation reopened in #sk-ada-lovelace-2",

@@ -55,15 +55,32 @@ class Customer:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a customer sent, as their upstream describes it (not fetched yet)."""
+
+    kind: str
+    """``photo``, ``document``, ``video``, ``animation``, ``audio``, ``voice``,
+    ``sticker`` or ``video_note``."""
+    ref: str
+    """The upstream's ID of the file, to fetch it by."""
+    name: str
+    """The file's name: the customer's own, or a sensible one (``photo-2025-05-01-…jpg``)."""
+    size: int | None = None
+    """Bytes, when the upstream says (before fetching)."""
+    mime: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerMessage:
     customer: Customer
     text: str
-    """Plain text as the customer wrote it (not yet escaped for Slack)."""
+    """Plain text as the customer wrote it (not yet escaped for Slack); a file's caption."""
     upstream_message_id: str
     edited: bool = False
     context: str | None = None
     """What the upstream needs to answer in this message's thread (email: its Message-ID,
     References and Subject), opaque to the core; kept with the conversation."""
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +89,28 @@ class SlashCommand:
     channel_id: ChannelId
     user_id: SlackUserId
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFile:
+    """A file in a Slack message: its ID, by which it is fetched, and its name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shortcut:
+    """Someone used "Send to customer" on a Slack message."""
+
+    envelope_id: EnvelopeId
+    channel_id: ChannelId
+    user_id: SlackUserId
+    text: str
+    """The message's text as Slack has it (mrkdwn)."""
+    files: tuple[SharedFile, ...]
+    response_url: str
+    """Where to answer the person privately."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +146,42 @@ class PostCustomerMessage:
     text: str
     avatar_url: str | None = None
     edited: bool = False
+    """Rows stored before edits updated their post: posted again with a mark."""
+    message_id: str = ""
+    """The upstream's ID of the message, by which a later edit finds this post."""
     first: bool = False
     """The first message of a conversation (or of its return): it carries the card."""
+
+
+@dataclass(frozen=True, slots=True)
+class EditCustomerMessage:
+    """The customer edited a message: update the post that carried it (marked as
+    edited), or, when there is none in the channel, post the new text marked as an edit."""
+
+    kind: ClassVar[str] = "edit_customer_message"
+    name: str
+    text: str
+    message_id: str
+    avatar_url: str | None = None
+    file_name: str = ""
+    """For the caption of a file: the file's name (the edit is posted beside it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostCustomerFile:
+    """Fetch a customer's file from their upstream and share it in their channel, once,
+    with its caption; a file that cannot be brought over is replaced by a notice."""
+
+    kind: ClassVar[str] = "post_customer_file"
+    name: str
+    """The customer's name, shown with the file."""
+    file: Attachment
+    caption: str = ""
+    avatar_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.file, dict):  # read back from its outbox row
+            object.__setattr__(self, "file", Attachment(**self.file))
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +263,24 @@ class SendToCustomer:
     text: str
     """The agent's text as Slack sent it (mrkdwn); made plain when sent."""
     resend_of: OutboxId | None = None
+    files: tuple[SharedFile, ...] = ()
+    """Files to send after the text, each its own part (Send to customer)."""
+
+    def __post_init__(self) -> None:
+        if any(isinstance(f, dict) for f in self.files):  # read back from its outbox row
+            files = tuple(SharedFile(**f) if isinstance(f, dict) else f for f in self.files)
+            object.__setattr__(self, "files", files)
+        elif isinstance(self.files, list):
+            object.__setattr__(self, "files", tuple(self.files))
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPrivately:
+    """Tell the one person who used a shortcut something only they see."""
+
+    kind: ClassVar[str] = "answer_privately"
+    response_url: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +352,8 @@ Op = (
     | ReopenChannel
     | PostCustomerMessage
     | SetTopic
+    | EditCustomerMessage
+    | PostCustomerFile
     | NotifyDispatch
     | UpdateDispatch
     | Announce
@@ -269,6 +362,7 @@ Op = (
     | ArchiveIdle
     | InviteMembers
     | SendToCustomer
+    | AnswerPrivately
     | InviteToChannel
     | PostNotice
     | ReportParked
@@ -279,6 +373,13 @@ Op = (
 
 _OP_TYPES: dict[str, type[Any]] = {cls.kind: cls for cls in get_args(Op)}
 """Op classes by the ``kind`` stored in outbox rows: the union above is the one list."""
+
+
+def carried_message(op: Op) -> str | None:
+    """The upstream message whose Slack post ``op`` makes: an edit of it finds the post."""
+    if isinstance(op, PostCustomerMessage | EditCustomerMessage):
+        return op.message_id or None
+    return None
 
 
 def op_to_json(op: Op) -> str:

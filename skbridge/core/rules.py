@@ -14,20 +14,28 @@ from skbridge.core.model import (
     Conversation,
     Customer,
     CustomerMessage,
+    EditCustomerMessage,
     InviteMembers,
     NotifyDispatch,
     Op,
     OpenChannel,
+    PostCustomerFile,
     PostCustomerMessage,
     ReopenChannel,
     SendToCustomer,
     SetTopic,
+    Shortcut,
     SlashCommand,
 )
 from skbridge.core.states import CONV_MOVES, ConvState
 from skbridge.core.text import is_blank
 
 NO_POWER = "This channel isn't linked to a customer, your command has no power here!"
+SHORTCUT_NO_POWER = (
+    "This channel isn't linked to a customer, so Send to customer has no power here! "
+    "Nothing was sent."
+)
+NOTHING_TO_SEND = "That message has no text and no files: there is nothing to send."
 USAGE = (
     "Usage: `/sk <message>` sends `<message>` to this channel's customer. "
     "Anything typed without `/sk` stays inside your team. "
@@ -53,14 +61,8 @@ def on_customer_message(conv: Conversation | None, msg: CustomerMessage) -> Plan
     """A customer wrote. ``conv`` is None when this customer has never written before."""
     customer = msg.customer
 
-    def post(first: bool) -> PostCustomerMessage:
-        return PostCustomerMessage(
-            name=customer.name,
-            text=msg.text,
-            avatar_url=customer.avatar_url,
-            edited=msg.edited,
-            first=first,
-        )
+    def post(first: bool) -> Op:
+        return _post(msg, first)
 
     if conv is None:
         return Plan(
@@ -88,6 +90,34 @@ def customer_changed(conv: Conversation, customer: Customer) -> bool:
     return known != (customer.name, customer.handle, customer.language)
 
 
+def _post(msg: CustomerMessage, first: bool) -> Op:
+    """The op that brings ``msg`` into Slack: an edit updates the post of its original;
+    the ``first`` text of a conversation carries the customer's card."""
+    customer = msg.customer
+    if msg.edited:
+        return EditCustomerMessage(
+            name=customer.name,
+            text=msg.text,
+            message_id=msg.upstream_message_id,
+            avatar_url=customer.avatar_url,
+            file_name=msg.attachment.name if msg.attachment else "",
+        )
+    if msg.attachment is not None:
+        return PostCustomerFile(
+            name=customer.name,
+            file=msg.attachment,
+            caption=msg.text,
+            avatar_url=customer.avatar_url,
+        )
+    return PostCustomerMessage(
+        name=customer.name,
+        text=msg.text,
+        avatar_url=customer.avatar_url,
+        message_id=msg.upstream_message_id,
+        first=first,
+    )
+
+
 def on_command(conv: Conversation | None, cmd: SlashCommand) -> Plan:
     """``/sk`` was typed. ``conv`` is the conversation that owns the channel, if any."""
     if conv is None:
@@ -107,6 +137,25 @@ def on_command(conv: Conversation | None, cmd: SlashCommand) -> Plan:
         decision = act(conv, cmd.user_id)
         return Plan(ops=decision.ops, reply=decision.reply, claim=decision)
     return Plan(ops=(SendToCustomer(agent_id=cmd.user_id, text=cmd.text.strip()),))
+
+
+def on_shortcut(conv: Conversation | None, shortcut: Shortcut) -> Plan:
+    """Send to customer was used on a message in ``shortcut.channel_id``; ``conv`` owns
+    that channel, if any. The reply, if any, is said privately to whoever used it."""
+    if conv is None:
+        return Plan(reply=SHORTCUT_NO_POWER)
+    if conv.channel_id != shortcut.channel_id:
+        return Plan(
+            reply=f"This conversation continues in <#{conv.channel_id}>; "
+            "send it from there to reach the customer."
+            if conv.channel_id
+            else SHORTCUT_NO_POWER
+        )
+    if is_blank(shortcut.text) and not shortcut.files:
+        return Plan(reply=NOTHING_TO_SEND)
+    text = "" if is_blank(shortcut.text) else shortcut.text.strip()
+    op = SendToCustomer(agent_id=shortcut.user_id, text=text, files=shortcut.files)
+    return Plan(ops=(op,))
 
 
 def on_channel_event(conv: Conversation, event: ChannelEvent) -> Plan:

@@ -16,12 +16,15 @@ from skbridge.config import SlackConfig
 from skbridge.core import rules
 from skbridge.core.model import (
     Announce,
+    AnswerPrivately,
     ArchiveIdle,
+    EditCustomerMessage,
     InviteMembers,
     InviteToChannel,
     NotifyDispatch,
     Op,
     OpenChannel,
+    PostCustomerFile,
     PostCustomerMessage,
     PostNotice,
     ReopenChannel,
@@ -37,10 +40,11 @@ from skbridge.core.model import (
     op_from_row,
 )
 from skbridge.core.states import OutboxState
-from skbridge.deliver import channels, claims, idle, invites, posts, replies
+from skbridge.deliver import channels, claims, files, idle, invites, posts, replies
 from skbridge.deliver.context import Context, Handler
 from skbridge.ids import SourceName
 from skbridge.slack import messages
+from skbridge.slack.files import SlackFiles
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store
 from skbridge.store import queries as q
@@ -52,6 +56,8 @@ HANDLERS: Mapping[type[Any], Handler] = {
     ReopenChannel: channels.REOPEN,
     PostCustomerMessage: posts.CUSTOMER_MESSAGE,
     SetTopic: posts.TOPIC,
+    EditCustomerMessage: posts.CUSTOMER_EDIT,
+    PostCustomerFile: files.CUSTOMER_FILE,
     NotifyDispatch: posts.DISPATCH_NOTICE,
     PostNotice: posts.NOTICE,
     ReportParked: posts.PARKED_REPORT,
@@ -66,6 +72,7 @@ HANDLERS: Mapping[type[Any], Handler] = {
     InviteMembers: invites.MEMBERS,
     InviteToChannel: invites.CLICKER,
     SendToCustomer: replies.REPLY,
+    AnswerPrivately: posts.PRIVATE_ANSWER,
 }
 
 
@@ -78,10 +85,11 @@ class Deliverer:
         workspace: Workspace,
         agents: Agents,
         upstreams: Mapping[SourceName, Upstream],
+        files: SlackFiles,
         config: SlackConfig,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.ctx = Context(db, workspace, agents, upstreams, config, clock)
+        self.ctx = Context(db, workspace, agents, upstreams, files, config, clock)
 
     @property
     def config(self) -> SlackConfig:
@@ -106,7 +114,8 @@ class Deliverer:
         follow_ups: list[Op] = []
         if isinstance(op, SendToCustomer):
             parts = [p.state for p in await q.reply_parts(ctx.db, row.id)]
-            text = messages.not_delivered(op.text, error, parts)
+            content = messages.reply(op.text, [f.name for f in op.files])
+            text = messages.not_delivered(content, error, parts)
             follow_ups.append(PostNotice(text=text, resend_of=row.id))
         report: list[Op] = []
         if not isinstance(op, ReportParked):

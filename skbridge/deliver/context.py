@@ -20,6 +20,7 @@ from skbridge.core.states import OutboxState
 from skbridge.errors import NotSent, Refused
 from skbridge.ids import ChannelId, ConversationId, MessageTs, SourceName
 from skbridge.slack import errors as slack_errors
+from skbridge.slack.files import SlackFiles
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store
@@ -40,6 +41,7 @@ class Context:
     workspace: Workspace
     agents: Agents
     upstreams: Mapping[SourceName, Upstream]
+    files: SlackFiles
     config: SlackConfig
     """Replaced on SIGHUP."""
     clock: Callable[[], float]
@@ -64,9 +66,11 @@ class Context:
         state: OutboxState = OutboxState.DONE,
         touch: ConversationId | None = None,
         delivered: Delivered | None = None,
+        posted: q.Posted | None = None,
     ) -> list[OutboxRow]:
-        """Mark ``row`` finished (a share of a group commit); no follow-up rows."""
-        await self.marks.finish(row.id, state, touch, delivered)
+        """Mark ``row`` finished (a share of a group commit), with the delivery observed
+        for monitoring and the post it made when an edit may look for it."""
+        await self.marks.finish(row.id, state, touch, delivered, posted)
         return []
 
     async def post(

@@ -9,7 +9,9 @@ from typing import Any
 from skbridge.core import rules
 from skbridge.core.idle import DAY
 from skbridge.core.model import (
+    AnswerPrivately,
     Conversation,
+    EditCustomerMessage,
     NotifyDispatch,
     PostCustomerMessage,
     PostNotice,
@@ -36,34 +38,79 @@ from skbridge.store.queries import OutboxRow
 log = logging.getLogger(__name__)
 
 
+EDITED = " _(edited)_"
+
+
 async def post_customer_message(
     ctx: Context, row: OutboxRow, op: PostCustomerMessage, suspect: bool
 ) -> list[OutboxRow]:
     conv = await ctx.conversation(row.conversation_id)
+    text = escape_for_slack(op.text) + (EDITED if op.edited else "")
+    return await _as_customer(ctx, row, conv, text, op.name, op.avatar_url, suspect, op.first)
+
+
+async def edit_customer_message(
+    ctx: Context, row: OutboxRow, op: EditCustomerMessage, suspect: bool
+) -> list[OutboxRow]:
+    """Update the post that carried the message; post the edit when there is none left
+    in the channel (archived or deleted since, never posted, or too long to update)."""
+    conv = await ctx.conversation(row.conversation_id)
+    text = escape_for_slack(op.text)
+    if op.file_name:
+        text += f" _(edited the caption of {escape_for_slack(op.file_name)})_"
+        return await _as_customer(ctx, row, conv, text, op.name, op.avatar_url, suspect)
+    text += EDITED
+    post = await q.post_of_message(ctx.db, conv.id, op.message_id)
+    if post is not None and post[0] == conv.channel_id and len(text) <= SLACK_TEXT_LIMIT:
+        try:
+            await ctx.web.update(post[0], post[1], text)
+            return await ctx.finish(row, touch=conv.id, posted=post)
+        except Refused as exc:
+            if exc.code not in slack_errors.POST_GONE:
+                raise
+            log.info("edited post is gone; posting the edit", extra={"row": row.id})
+    return await _as_customer(ctx, row, conv, text, op.name, op.avatar_url, suspect)
+
+
+async def _as_customer(
+    ctx: Context,
+    row: OutboxRow,
+    conv: Conversation,
+    text: str,
+    name: str,
+    avatar_url: str | None,
+    suspect: bool,
+    first: bool = False,
+) -> list[OutboxRow]:
+    """Post Slack text under the customer's name, split at Slack's limit, into the
+    conversation's channel (reopened first if it turns out archived or deleted); the
+    ``first`` post of a conversation carries the customer's card."""
     channel = live_channel(conv)
-    text = escape_for_slack(op.text) + (" _(edited)_" if op.edited else "")
-    extra: dict[str, Any] = {"username": op.name, "icon_url": op.avatar_url}
+    extra: dict[str, Any] = {"username": name, "icon_url": avatar_url}
     # The first post carries the card in its blocks, whose text holds less than a post's.
-    limit = SECTION_TEXT_LIMIT if op.first else SLACK_TEXT_LIMIT
-    for index, chunk in enumerate(split_text(text, limit)):
+    chunks = split_text(text, SECTION_TEXT_LIMIT if first else SLACK_TEXT_LIMIT)
+    ts = None
+    for index, chunk in enumerate(chunks):
         key = f"{row.id}.{index}"
-        if op.first and index == 0:
+        if first and index == 0:
             extra["blocks"] = messages.first_post(chunk, conv, ctx.label(conv))
         else:
             extra.pop("blocks", None)
         try:
-            await ctx.post(channel, chunk, key, suspect, row, **extra)
+            ts = await ctx.post(channel, chunk, key, suspect, row, **extra)
         except Refused as exc:
             if exc.code not in slack_errors.CHANNEL_GONE:
                 raise
             log.info("channel unusable; reopening", extra={"channel": channel})
-            conv, channel = await _recover(ctx, conv, row, suspect)
-            await ctx.post(channel, chunk, key, suspect, row, **extra)
+            conv, channel = await recover(ctx, conv, row, suspect)
+            ts = await ctx.post(channel, chunk, key, suspect, row, **extra)
     delivered = Delivered(conv.source, max(0.0, ctx.clock() - row.created_at))
-    return await ctx.finish(row, touch=conv.id, delivered=delivered)
+    # An edit updates one post; a message that took several is posted again instead.
+    posted = (channel, ts) if ts is not None and len(chunks) == 1 else None
+    return await ctx.finish(row, touch=conv.id, delivered=delivered, posted=posted)
 
 
-async def _recover(
+async def recover(
     ctx: Context, conv: Conversation, row: OutboxRow, suspect: bool
 ) -> tuple[Conversation, ChannelId]:
     """The channel was archived or deleted and no event said so: do what the core says."""
@@ -184,6 +231,18 @@ async def report_input(
     return await ctx.finish(row)
 
 
+async def answer_privately(
+    ctx: Context, row: OutboxRow, op: AnswerPrivately, suspect: bool
+) -> list[OutboxRow]:
+    """Answer whoever used a shortcut, through its response URL. Slack keeps one for half
+    an hour: one it no longer takes is dropped, as the answer no longer helps."""
+    try:
+        await ctx.files.answer(op.response_url, op.text)
+    except Refused as exc:
+        log.warning("private answer dropped", extra={"row": row.id, "error": str(exc)})
+    return await ctx.finish(row)
+
+
 CUSTOMER_MESSAGE = Handler(
     post_customer_message,
     lambda op, conv: (
@@ -192,6 +251,13 @@ CUSTOMER_MESSAGE = Handler(
     ),
 )
 TOPIC = Handler(set_topic, lambda op, conv: (f"the topic of{messages.where(conv)}", ""))
+CUSTOMER_EDIT = Handler(
+    edit_customer_message,
+    lambda op, conv: (
+        f"an edited message from {messages.who(conv)}{messages.where(conv)}",
+        escape_for_slack(op.text),
+    ),
+)
 DISPATCH_NOTICE = Handler(
     notify_dispatch,
     lambda op, conv: (f"the dispatch notice for {messages.who(conv)}{messages.where(conv)}", ""),
@@ -203,6 +269,7 @@ INPUT_REPORT = Handler(
     lambda op, conv: (f"the report of {op.what} from {op.origin.capitalize()}", ""),
 )
 DIGEST = Handler(report_digest, lambda op, conv: (f"the digest of {op.day}", ""))
+PRIVATE_ANSWER = Handler(answer_privately, lambda op, conv: ("a private answer", op.text))
 OUTAGE_REPORT = Handler(
     report_outage, lambda op, conv: (f"the notice that {op.system} is back", "")
 )

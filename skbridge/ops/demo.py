@@ -23,6 +23,10 @@ STEP_TIMEOUT = 15.0
 FIRST = "Hi! My order #1234 hasn't arrived yet."
 REPLY = "Sorry about that, Ada! It left our warehouse this morning, tracking number 1234."
 AGAIN = "It just arrived, thank you!"
+PHOTO_CAPTION = "This is the order confirmation, if it helps"
+INVOICE_TEXT = "Thanks! Here is the invoice for it."
+PHOTO = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + b"\x00" * 2_000
+INVOICE = b"%PDF-1.7\n% an invoice for order #1234\n" + b"0" * 3_000
 
 Say = Callable[[str], None]
 
@@ -45,7 +49,9 @@ class Story:
         where = f"#{self._channel_name(message.channel)}"
         who = f'as "{message.username}"' if message.username else "by skbridge"
         buttons = "".join(f"  [{label}]" for label in _buttons(message))
-        self.tell("Slack", f"{where}, posted {who}: {self.readable(message.text)}{buttons}")
+        files = "".join(f"  [file {f['name']}, {f['size']:,} bytes]" for f in message.files or [])
+        text = self.readable(message.text)
+        self.tell("Slack", f"{where}, posted {who}: {text}{files}{buttons}")
 
     def readable(self, text: str) -> str:
         """Slack markup as a person reads it: channel and user names, link texts, no escapes."""
@@ -137,6 +143,8 @@ async def play(world: Fakes, say: Say) -> None:
     await story.until("echo", lambda: len(slack.messages(channel)) >= 3)
     story.posted(slack.messages(channel)[2])
 
+    await files(story, channel)
+
     await slack.user_archives(channel, ALICE)
     story.tell("Slack", "Alice archives #sk-ada-lovelace: done for now")
     await _all_acked(story)
@@ -155,6 +163,35 @@ async def play(world: Fakes, say: Say) -> None:
         story.posted(message)
     await story.until("second dispatch notice", lambda: len(dispatch_notices(world)) >= 2)
     story.posted(dispatch_notices(world)[1])
+
+
+async def files(story: Story, channel: str) -> None:
+    """A photo from the customer, and a file an agent sends with Send to customer."""
+    slack, telegram = story.slack, story.world.telegram
+    telegram.customer_sends_file(
+        ADA, "photo", PHOTO, caption=PHOTO_CAPTION, first_name="Ada", last_name="Lovelace"
+    )
+    story.tell("Telegram", f'Ada sends a photo ({len(PHOTO):,} bytes): "{PHOTO_CAPTION}"')
+    await story.until("shared photo", lambda: any(m.files for m in slack.messages(channel)))
+    story.posted(next(m for m in slack.messages(channel) if m.files))
+
+    ts, _ = await slack.user_shares_file(
+        channel, ALICE, "invoice.pdf", INVOICE, mimetype="application/pdf", text=INVOICE_TEXT
+    )
+    story.tell("Slack", f"Alice shares invoice.pdf in #sk-ada-lovelace: {INVOICE_TEXT}")
+    story.tell("Slack", "Alice picks Send to customer on that message")
+    envelope = await slack.send_message_action(channel, ALICE, ts)
+    await story.until("ack", lambda: envelope["envelope_id"] in slack.acks)
+    await story.until("file on Telegram", lambda: bool(telegram.files_sent_to(ADA)))
+    [sent] = telegram.files_sent_to(ADA)
+    story.tell("Telegram", f'Ada receives: "{telegram.sent_to(ADA)[-1]}"')
+    story.tell(
+        "Telegram",
+        f"Ada receives the document {sent.file_name} ({len(sent.content):,} bytes), "
+        f'captioned "{sent.caption}"',
+    )
+    await story.until("echo", lambda: "invoice.pdf" in slack.messages(channel)[-1].text)
+    story.posted(slack.messages(channel)[-1])
 
 
 async def run(say: Say = print) -> int:

@@ -11,16 +11,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from skbridge.core.model import ChannelEvent, SlashCommand
+from skbridge.core.model import ChannelEvent, SharedFile, Shortcut, SlashCommand
 from skbridge.core.text import UNENCODABLE, encodable, escape_unencodable
 from skbridge.ids import ChannelId, EnvelopeId, OutboxId, SlackUserId
 
 COMMAND = "/sk"
+SHORTCUT = "send_to_customer"
+"""The callback_id of the "Send to customer" message shortcut."""
 JOIN_ACTION = "join_conversation"
 RESEND_ACTION = "resend_reply"
 CLAIM_ACTION = "claim"
 TAKE_OVER_ACTION = "take_over"
 KEEP_OPEN_ACTION = "keep_open"
+MAX_FILES = 20
 
 _CHANNEL_EVENTS = {
     "channel_archive": "archive",
@@ -74,6 +77,7 @@ class Malformed:
 
 Parsed = (
     SlashCommand
+    | Shortcut
     | ChannelEvent
     | JoinClicked
     | ResendClicked
@@ -91,6 +95,11 @@ def dedupe_key(envelope: dict[str, Any]) -> str | None:
         event_id = payload.get("event_id")
         if isinstance(event_id, str) and event_id:
             return f"slack-event:{escape_unencodable(event_id)}"
+    if envelope.get("type") == "interactive" and isinstance(payload, dict):
+        # One use of a shortcut has one trigger_id, whatever envelope carries it again.
+        trigger = payload.get("trigger_id")
+        if payload.get("type") == "message_action" and isinstance(trigger, str) and trigger:
+            return f"slack-shortcut:{escape_unencodable(trigger)}"
     envelope_id = envelope.get("envelope_id")
     if not isinstance(envelope_id, str):
         return None
@@ -110,6 +119,8 @@ def parse(envelope: dict[str, Any]) -> Parsed:
             return _command(EnvelopeId(envelope["envelope_id"]), payload)
         if kind == "events_api":
             return _event(payload["event"])
+        if kind == "interactive" and payload.get("type") == "message_action":
+            return _shortcut(EnvelopeId(envelope["envelope_id"]), payload)
         if kind == "interactive":
             return _interaction(payload)
         return Ignored(f"envelope type {kind}")
@@ -159,6 +170,33 @@ def _command(envelope_id: EnvelopeId, payload: dict[str, Any]) -> Parsed:
         channel_id=ChannelId(_text(payload, "channel_id", "channel_id")),
         user_id=SlackUserId(_text(payload, "user_id", "user_id")),
         text=text,
+    )
+
+
+def _shortcut(envelope_id: EnvelopeId, payload: dict[str, Any]) -> Parsed:
+    """A message shortcut: the message's text and files, who used it, where."""
+    if payload.get("callback_id") != SHORTCUT:
+        return Ignored(f"shortcut {payload.get('callback_id')}")
+    message = payload.get("message")
+    if not isinstance(message, dict):
+        raise _Refused("message_action without a message")
+    text = message.get("text") or ""
+    if not isinstance(text, str):
+        raise _Refused("message text is not a string")
+    raw_files = message.get("files") or []
+    if not isinstance(raw_files, list):
+        raise _Refused("message files is not a list")
+    files = tuple(
+        SharedFile(_text(f, "id", "file id"), str(f.get("name") or f.get("title") or f["id"]))
+        for f in raw_files[:MAX_FILES]
+    )
+    return Shortcut(
+        envelope_id=envelope_id,
+        channel_id=ChannelId(_text(payload.get("channel"), "id", "channel.id")),
+        user_id=SlackUserId(_text(payload.get("user"), "id", "user.id")),
+        text=text,
+        files=files,
+        response_url=_text(payload, "response_url", "response_url"),
     )
 
 

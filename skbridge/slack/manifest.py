@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from skbridge.slack.envelopes import COMMAND
+from skbridge.slack.envelopes import COMMAND, SHORTCUT
 
 BOT_SCOPES = (
     "channels:history",  # conversations.history: find our own post after an ambiguous failure
@@ -15,6 +15,8 @@ BOT_SCOPES = (
     "chat:write",  # chat.postMessage / postEphemeral
     "chat:write.customize",  # post under the customer's name and picture
     "commands",  # /sk
+    "files:read",  # files.info, url_private: agents' files sent to customers; shares
+    "files:write",  # files.getUploadURLExternal / completeUploadExternal: customers' files
     "groups:read",  # find a private dispatch channel by name
     "users:read",  # users.info / users.list: agent names, the primary owner
     "users:read.email",  # the agent's email, for Gravatar
@@ -39,6 +41,14 @@ def manifest(name: str = "skbridge") -> dict[str, Any]:
                     "description": "Send a message to this channel's customer",
                     "usage_hint": "<message to the customer>",
                     "should_escape": True,
+                }
+            ],
+            "shortcuts": [
+                {
+                    "name": "Send to customer",
+                    "type": "message",
+                    "callback_id": SHORTCUT,
+                    "description": "Send this message and its files to the channel's customer",
                 }
             ],
         },

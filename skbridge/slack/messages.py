@@ -8,6 +8,7 @@ from typing import Any
 
 from skbridge.core import idle
 from skbridge.core.model import (
+    Attachment,
     Conversation,
     ReportOutage,
     ReportParked,
@@ -23,6 +24,7 @@ from skbridge.slack.envelopes import (
     RESEND_ACTION,
     TAKE_OVER_ACTION,
 )
+from skbridge.spool import megabytes
 from skbridge.store.figures import Waiting, Window
 from skbridge.store.queries import ParkedKind, Said
 
@@ -175,9 +177,52 @@ def continues(previous: ChannelId) -> str:
     return f"This conversation continues from <#{previous}>, which was archived."
 
 
-def echo(conv: Conversation, agent_text: str) -> str:
-    """What the channel sees once a reply reached the customer (agent text is Slack's own)."""
-    return f"*To {escape_for_slack(conv.customer_name)}:* {agent_text}"
+def echo(conv: Conversation, agent_text: str, files: Sequence[str] = ()) -> str:
+    """What the channel sees once a reply reached the customer (agent text is Slack's own),
+    with the names of the files it carried."""
+    return f"*To {escape_for_slack(conv.customer_name)}:* {reply(agent_text, files)}"
+
+
+def reply(agent_text: str, files: Sequence[str] = ()) -> str:
+    """A reply as Slack text: the agent's text, then the names of its files."""
+    if not files:
+        return agent_text
+    names = ":paperclip: " + ", ".join(escape_for_slack(name) for name in files)
+    return f"{agent_text}\n{names}" if agent_text else names
+
+
+FILE_NOUNS = {
+    "photo": "a photo",
+    "document": "a file",
+    "video": "a video",
+    "animation": "a GIF",
+    "audio": "an audio file",
+    "voice": "a voice message",
+    "sticker": "a sticker",
+    "video_note": "a video message",
+}
+
+
+def customer_file(name: str, file: Attachment, caption: str) -> str:
+    """What goes with a customer's file in their channel: who sent it, and the caption.
+
+    Slack shows a shared file under the app's name, so the customer's name leads.
+    """
+    text = f"*{escape_for_slack(name)}* sent {FILE_NOUNS.get(file.kind, 'a file')}"
+    return f"{text}:\n{escape_for_slack(caption)}" if caption.strip() else text
+
+
+def file_not_carried(name: str, file: Attachment, reason: str, caption: str) -> str:
+    """In place of a customer's file that could not be brought over: what, and why."""
+    size = f", {megabytes(file.size)}" if file.size is not None else ""
+    text = (
+        f":warning: {escape_for_slack(name)} sent {FILE_NOUNS.get(file.kind, 'a file')} "
+        f"(*{escape_for_slack(file.name)}*{size}) that skbridge could not bring here: "
+        f"{escape_for_slack(reason)}. Ask them to send it another way."
+    )
+    if caption.strip():
+        text += f"\nWith it they wrote:\n{quote(escape_for_slack(caption))}"
+    return text
 
 
 def quote(text: str, limit: int = 2_000) -> str:

@@ -119,6 +119,10 @@ class SlackWeb:
             data = {**data, "_scopes": response.headers.get("x-oauth-scopes", "")}
         return data
 
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """Any other Web API method, with the bot token (the file calls of :mod:`.files`)."""
+        return await self._call(method, **params)
+
     async def _request(
         self, method: str, api: AsyncWebClient, params: dict[str, Any]
     ) -> AsyncSlackResponse:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from skbridge.errors import ConfigError, Refused
 from skbridge.gravatar import Gravatar
 from skbridge.ids import ChannelId, SlackUserId
+from skbridge.slack.manifest import BOT_SCOPES
 from skbridge.slack.web import Identity, SlackChannel, SlackUser, SlackWeb
 from skbridge.upstreams import Agent
 
@@ -30,6 +31,13 @@ class Workspace:
     @classmethod
     async def connect(cls, web: SlackWeb, dispatch_channel: str) -> Workspace:
         identity = await web.auth_test()
+        missing = [scope for scope in BOT_SCOPES if scope not in identity.scopes]
+        if identity.scopes and missing:
+            log.warning(
+                "the app lacks scopes the manifest asks for; reinstall it from "
+                "`skbridge manifest` (skbridge check says more)",
+                extra={"missing": ",".join(missing)},
+            )
         workspace = cls(web, identity, None)
         await workspace.set_dispatch(dispatch_channel)
         return workspace

@@ -26,6 +26,7 @@ class _Mark:
     state: OutboxState
     touch: ConversationId | None
     delivered: Delivered | None
+    posted: q.Posted | None
     done: asyncio.Future[None]
 
 
@@ -50,10 +51,12 @@ class FinishMarks:
         state: OutboxState = OutboxState.DONE,
         touch: ConversationId | None = None,
         delivered: Delivered | None = None,
+        posted: q.Posted | None = None,
     ) -> None:
-        """Return once the row's new state is durable; raises what the commit raised."""
+        """Return once the row's new state (and the post it made) is durable; raises what
+        the commit raised."""
         done = asyncio.get_running_loop().create_future()
-        mark = _Mark(row_id, state, touch, delivered, done)
+        mark = _Mark(row_id, state, touch, delivered, posted, done)
         self._waiting.append(mark)
         if not self._committing:
             self._committing = True
@@ -69,10 +72,11 @@ class FinishMarks:
         now = self._clock()
         try:
             touched = list({m.touch for m in batch if m.touch is not None})
+            posted = {m.row_id: m.posted for m in batch if m.posted is not None}
             async with self._db.write() as tx:
                 for state in {m.state for m in batch}:
                     rows = [m.row_id for m in batch if m.state == state]
-                    await q.finish_many(tx, rows, state, touched, now)
+                    await q.finish_many(tx, rows, state, touched, now, posted)
                     touched = []
                 for source in {m.delivered.source for m in batch if m.delivered}:
                     seconds = [

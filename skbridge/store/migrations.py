@@ -190,5 +190,23 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         PRIMARY KEY (origin, kind)
     ) STRICT;
     """,
+        # 10: files both ways and edits. A customer's message row names the upstream
+        # message it carries and, once posted, the post (an edit updates that post); an
+        # upload's Slack file is kept before it is completed (a crash then finds it);
+        # a reply part may be a Slack file.
+        """
+    ALTER TABLE outbox ADD COLUMN message_ref TEXT;
+    ALTER TABLE outbox ADD COLUMN posted_channel TEXT;
+    ALTER TABLE outbox ADD COLUMN posted_ts TEXT;
+    CREATE INDEX outbox_by_message ON outbox (conversation_id, message_ref)
+        WHERE message_ref IS NOT NULL;
+
+    CREATE TABLE slack_uploads (
+        outbox_id INTEGER PRIMARY KEY REFERENCES outbox (id) ON DELETE CASCADE,
+        file_id   TEXT NOT NULL
+    ) STRICT;
+
+    ALTER TABLE reply_parts ADD COLUMN file TEXT;
+    """,
     )
 )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skbridge.core.idle import Idle, Quiet
-from skbridge.core.model import Conversation, Customer, Op, op_to_json
+from skbridge.core.model import Conversation, Customer, Op, carried_message, op_to_json
 from skbridge.core.states import UNFINISHED, ConvState, OutboxState, PartState
 from skbridge.health import Outage
 from skbridge.ids import (
@@ -391,9 +391,9 @@ async def enqueue(
     for op in ops:
         payload = op_to_json(op)
         found = await tx.one(
-            "INSERT INTO outbox (lane, conversation_id, kind, payload, created_at) "
-            "VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (lane, conv_id, op.kind, payload, now),
+            "INSERT INTO outbox (lane, conversation_id, kind, payload, created_at, message_ref) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (lane, conv_id, op.kind, payload, now, carried_message(op)),
         )
         assert found is not None
         row = OutboxRow(
@@ -428,19 +428,42 @@ async def set_outbox_state(
     )
 
 
+Posted = tuple[ChannelId, MessageTs]
+"""The Slack post a row made: its channel and ts."""
+
+
 async def finish_many(
     tx: Tx,
     rows: Sequence[OutboxId],
     state: OutboxState,
     touched: Sequence[ConversationId],
     now: float,
+    posted: Mapping[OutboxId, Posted] | None = None,
 ) -> None:
-    """Mark many rows finished and their conversations active, in two statements."""
+    """Mark many rows finished and their conversations active, in two statements;
+    ``posted`` records, in the same statement, the post some of them made."""
     for start in range(0, len(rows), 500):
         ids = rows[start : start + 500]
+        made = [(row, posted[row]) for row in ids if row in posted] if posted else []
+        if not made:
+            await tx.execute(
+                f"UPDATE outbox SET state = ?, finished_at = ? WHERE id IN ({marks(ids)})",
+                (state, now, *ids),
+            )
+            continue
+        cases = " ".join("WHEN ? THEN ?" for _ in made)
         await tx.execute(
-            f"UPDATE outbox SET state = ?, finished_at = ? WHERE id IN ({marks(ids)})",
-            (state, now, *ids),
+            "UPDATE outbox SET state = ?, finished_at = ?, "
+            f"posted_channel = CASE id {cases} ELSE posted_channel END, "
+            f"posted_ts = CASE id {cases} ELSE posted_ts END "
+            f"WHERE id IN ({marks(ids)})",
+            (
+                state,
+                now,
+                *(v for row, (channel, _) in made for v in (row, channel)),
+                *(v for row, (_, ts) in made for v in (row, ts)),
+                *ids,
+            ),
         )
     for start in range(0, len(touched), 500):
         convs = touched[start : start + 500]
@@ -448,6 +471,16 @@ async def finish_many(
             f"UPDATE conversations SET last_activity = ? WHERE id IN ({marks(convs)})",
             (now, *convs),
         )
+
+
+async def post_of_message(db: Reader, conv_id: ConversationId, message_ref: str) -> Posted | None:
+    """The latest Slack post that carried the upstream message ``message_ref``."""
+    row = await db.one(
+        "SELECT posted_channel, posted_ts FROM outbox WHERE conversation_id = ? "
+        "AND message_ref = ? AND posted_ts IS NOT NULL ORDER BY id DESC LIMIT 1",
+        (conv_id, message_ref),
+    )
+    return None if row is None else (ChannelId(row[0]), MessageTs(row[1]))
 
 
 def marks(values: Collection[object]) -> str:
@@ -461,22 +494,27 @@ def marks(values: Collection[object]) -> str:
 class ReplyPart:
     idx: int
     body: str
+    """The text sent; for a file, its caption."""
     state: PartState
+    file: str | None = None
+    """A Slack file ID: this part is that file."""
 
 
 async def reply_parts(db: Reader, row_id: OutboxId) -> list[ReplyPart]:
     rows = await db.all(
-        "SELECT idx, body, state FROM reply_parts WHERE outbox_id = ? ORDER BY idx", (row_id,)
+        "SELECT idx, body, state, file FROM reply_parts WHERE outbox_id = ? ORDER BY idx",
+        (row_id,),
     )
-    return [ReplyPart(int(r[0]), str(r[1]), PartState(r[2])) for r in rows]
+    return [ReplyPart(int(r[0]), str(r[1]), PartState(r[2]), r[3]) for r in rows]
 
 
-async def add_reply_parts(tx: Tx, row_id: OutboxId, bodies: Sequence[str]) -> list[ReplyPart]:
-    for idx, body in enumerate(bodies):
+async def add_reply_parts(tx: Tx, row_id: OutboxId, parts: Sequence[ReplyPart]) -> None:
+    """Store a reply's parts, all pending."""
+    for part in parts:
         await tx.execute(
-            "INSERT INTO reply_parts (outbox_id, idx, body) VALUES (?, ?, ?)", (row_id, idx, body)
+            "INSERT INTO reply_parts (outbox_id, idx, body, file) VALUES (?, ?, ?, ?)",
+            (row_id, part.idx, part.body, part.file),
         )
-    return [ReplyPart(idx, body, PartState.PENDING) for idx, body in enumerate(bodies)]
 
 
 async def set_part_states(tx: Tx, row_id: OutboxId, states: Mapping[int, PartState]) -> None:
@@ -485,6 +523,23 @@ async def set_part_states(tx: Tx, row_id: OutboxId, states: Mapping[int, PartSta
             "UPDATE reply_parts SET state = ? WHERE outbox_id = ? AND idx = ?",
             (state, row_id, idx),
         )
+
+
+# --- uploads -------------------------------------------------------------------------------
+
+
+async def upload_of(db: Reader, row_id: OutboxId) -> str | None:
+    """The Slack file a row's upload made, stored before the upload was completed."""
+    row = await db.one("SELECT file_id FROM slack_uploads WHERE outbox_id = ?", (row_id,))
+    return None if row is None else str(row[0])
+
+
+async def set_upload(tx: Tx, row_id: OutboxId, file_id: str) -> None:
+    await tx.execute(
+        "INSERT INTO slack_uploads (outbox_id, file_id) VALUES (?, ?) "
+        "ON CONFLICT (outbox_id) DO UPDATE SET file_id = excluded.file_id",
+        (row_id, file_id),
+    )
 
 
 # --- outages -------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ Implemented methods: ``getMe``, ``getUpdates`` (offset confirmation, negative
 offsets, ``limit``, long polling, ``allowed_updates``, 409 on a concurrent
 poll), ``sendMessage`` (validation, blocked users, replies, optional token
 bucket rate limits answering 429 with ``retry_after``), ``getUserProfilePhotos``,
-``getFile`` (plus ``/file/bot<token>/<path>`` downloads), ``sendChatAction``,
+``getFile`` (20 MB limit, plus ``/file/bot<token>/<path>`` downloads),
+``sendPhoto`` and ``sendDocument`` (multipart uploads with Telegram's limits, see
+:mod:`~skbridge.testing.fake_telegram_files`), ``sendChatAction``,
 ``deleteWebhook``, ``getWebhookInfo`` and ``setMyCommands``.
 
-Tests drive the customer side with `FakeTelegram.customer_says` and friends,
+Tests drive the customer side with `FakeTelegram.customer_says`,
+`FakeTelegram.customer_sends_file`, `FakeTelegram.customer_edits` and friends,
 inspect what the bot did through `FakeTelegram.sent` / `FakeTelegram.calls`,
 inject faults with `fail_next` / `hang_next` / `reset_next`, and synchronise
 without sleeping through `FakeTelegram.wait_for` / `FakeTelegram.wait_polling`.
@@ -36,9 +39,11 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from skbridge.testing.fake_telegram_files import UPLOAD_LIMIT, SentFile, TelegramFiles
+from skbridge.testing.fake_telegram_files import ApiError as _ApiError
 from skbridge.testing.lifecycle import Lifecycle
 
-__all__ = ["FakeTelegram", "SentMessage"]
+__all__ = ["FakeTelegram", "SentFile", "SentMessage"]
 
 FIRST_UPDATE_ID = 100_000_000
 MAX_TEXT_LENGTH = 4096
@@ -117,14 +122,6 @@ class SentMessage:
     date: int
     params: JsonDict = field(default_factory=dict)
     """Every parameter exactly as received (form values are strings)."""
-
-
-class _ApiError(Exception):
-    def __init__(self, status: int, description: str, parameters: JsonDict | None = None) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.parameters = parameters
 
 
 @dataclass
@@ -247,7 +244,7 @@ def _describe_predicate(predicate: Callable[[], bool]) -> str:
     return source
 
 
-class FakeTelegram(Lifecycle):
+class FakeTelegram(TelegramFiles, Lifecycle):
     """A fake Telegram Bot API server (see the module docstring)."""
 
     bot_first_name: str = "SK Bridge"
@@ -280,6 +277,7 @@ class FakeTelegram(Lifecycle):
         self.clock = clock
 
         self.sent: list[SentMessage] = []
+        self.sent_files: list[SentFile] = []
         self.calls: list[tuple[str, JsonDict]] = []
         self.confirmed_offset = 0
         self.hold_polls = True
@@ -315,6 +313,8 @@ class FakeTelegram(Lifecycle):
                 ("getMe", self._get_me),
                 ("getUpdates", self._get_updates),
                 ("sendMessage", self._send_message),
+                ("sendPhoto", self._send_photo),
+                ("sendDocument", self._send_document),
                 ("getUserProfilePhotos", self._get_user_profile_photos),
                 ("getFile", self._get_file),
                 ("sendChatAction", self._send_chat_action),
@@ -333,7 +333,8 @@ class FakeTelegram(Lifecycle):
         self._closing = False
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()
-        app = web.Application()
+        # Room for a 50 MB upload and its multipart framing; larger is Telegram's 413.
+        app = web.Application(client_max_size=UPLOAD_LIMIT + 2**20)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_route("GET", "/file/bot{token}/{file_path:.+}", self._handle_file)
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
@@ -503,13 +504,6 @@ class FakeTelegram(Lifecycle):
     def unblock(self, chat_id: int) -> None:
         self._blocked.discard(chat_id)
         self._notify()
-
-    def add_file(self, content: bytes, *, file_path: str | None = None) -> str:
-        """Register a downloadable file; returns its ``file_id`` (for getFile)."""
-        index = len(self._files) + 1
-        file_id = f"FAKE-FILE-{index:06d}"
-        self._files[file_id] = (file_path or f"documents/file_{index}.bin", content)
-        return file_id
 
     def add_profile_photo(self, user_id: int, content: bytes = TINY_PNG) -> str:
         """Give a user a profile photo (listed by getUserProfilePhotos); returns file_id."""
@@ -802,14 +796,18 @@ class FakeTelegram(Lifecycle):
                 raise _ApiError(400, "Bad Request: JSON object expected")
             params.update(body)
         elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            form = await request.post()
+            try:
+                form = await request.post()
+            except web.HTTPRequestEntityTooLarge:
+                raise _ApiError(413, "Request Entity Too Large") from None
             for key, value in form.items():
                 if isinstance(value, web.FileField):
-                    params[key] = {
-                        "filename": value.filename,
-                        "content_type": value.content_type,
-                        "content": value.file.read(),
-                    }
+                    with value.file:  # aiohttp spooled it to a temporary file
+                        params[key] = {
+                            "filename": value.filename,
+                            "content_type": value.content_type,
+                            "content": value.file.read(),
+                        }
                 elif isinstance(value, bytes | bytearray):
                     params[key] = bytes(value).decode("utf-8", "replace")
                 else:
@@ -819,9 +817,22 @@ class FakeTelegram(Lifecycle):
     async def _handle_not_found(self, request: web.Request) -> web.Response:
         return _error_response(404, "Not Found")
 
-    async def _handle_file(self, request: web.Request) -> web.Response:
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
+        """A file download; ``fail_next("download")`` and friends act on these too."""
+        self.calls.append(("download", {"file_path": request.match_info["file_path"]}))
+        self._notify()
         if request.match_info["token"] != self.token:
             return _error_response(401, "Unauthorized")
+        faults = self._faults.get("download")
+        fault = faults.popleft() if faults else None
+        if fault is not None and fault.kind == "fail":
+            return self._fault_response(fault)
+        if fault is not None and fault.kind in ("hang", "reset"):
+            if fault.kind == "reset":
+                self._drop_connection(request)
+            await self._stopping.wait()
+            self._drop_connection(request)
+            return web.Response(status=503)
         wanted = request.match_info["file_path"]
         for file_path, content in self._files.values():
             if file_path == wanted:
@@ -1020,19 +1031,7 @@ class FakeTelegram(Lifecycle):
         return {"total_count": len(photos), "photos": result}
 
     async def _get_file(self, params: JsonDict) -> JsonDict:
-        file_id = params.get("file_id")
-        if not file_id:
-            raise _ApiError(400, "Bad Request: file_id is empty")
-        entry = self._files.get(str(file_id))
-        if entry is None:
-            raise _ApiError(400, "Bad Request: invalid file_id")
-        file_path, content = entry
-        return {
-            "file_id": file_id,
-            "file_unique_id": f"U{file_id}",
-            "file_size": len(content),
-            "file_path": file_path,
-        }
+        return self._file_info(params.get("file_id"))
 
     async def _send_chat_action(self, params: JsonDict) -> bool:
         chat_id = self._resolve_chat(params.get("chat_id"))

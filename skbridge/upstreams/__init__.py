@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from skbridge.core.model import CustomerMessage
+from skbridge.core.model import Attachment, CustomerMessage
 from skbridge.errors import DeliveryError
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import httpx
 
     from skbridge.config_types import Section
+    from skbridge.spool import Spool
     from skbridge.store import Store
 
 
@@ -75,6 +76,32 @@ class Upstream(Protocol):
 
     async def check(self) -> str:
         """Ask the source who we are; returns a description for ``skbridge check``."""
+
+
+@runtime_checkable
+class FileCarrier(Protocol):
+    """An upstream that carries files both ways (optional: :func:`files_of` tells)."""
+
+    upload_limit: int
+    """The largest file it takes from skbridge, in bytes."""
+
+    async def fetch(self, attachment: Attachment) -> Spool:
+        """Download a customer's file to disk; the caller closes it.
+
+        Raises ``Refused`` when it cannot be had (too large for the source, refused),
+        ``NotSent`` when it may be had later.
+        """
+
+    def caption(self, name: str, agent: Agent) -> str:
+        """What goes with a file ``agent`` sends, so the customer sees who sent it."""
+
+    async def send_file(self, to: UpstreamUserId, file: Spool, caption: str) -> str:
+        """Deliver one file to the customer, as ``send`` delivers a part."""
+
+
+def files_of(upstream: Upstream | None) -> FileCarrier | None:
+    """``upstream`` as a carrier of files, if it is one."""
+    return upstream if isinstance(upstream, FileCarrier) else None
 
 
 @dataclass(frozen=True, slots=True)

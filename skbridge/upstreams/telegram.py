@@ -1,4 +1,5 @@
-"""The Telegram Bot API as an upstream: ``getUpdates`` long polling, ``sendMessage`` replies.
+"""The Telegram Bot API as an upstream: ``getUpdates`` long polling, ``sendMessage`` replies,
+files both ways (``getFile`` and the file download; multipart ``sendPhoto``/``sendDocument``).
 
 Outbound HTTPS only. Updates are handed to the intake together with the next offset,
 and the intake stores both in one transaction, so an update is confirmed to Telegram
@@ -16,42 +17,39 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from skbridge import retry
+from skbridge import retry, spool
 from skbridge.config_types import Section, check_token
-from skbridge.core.model import Customer, CustomerMessage
+from skbridge.core.model import Attachment, Customer, CustomerMessage
 from skbridge.core.text import UNENCODABLE, encodable, split_text
 from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
 from skbridge.pacing import Pacer
+from skbridge.spool import MB, Spool, too_large
 from skbridge.upstreams import Agent, Arrival, Intake, Services, Source
+from skbridge.upstreams.telegram_media import Unsupported, content_of
 
 log = logging.getLogger(__name__)
 
 SOURCE = SourceName("telegram")
 AvatarFor = Callable[[str], str | None]
+Files = Mapping[str, tuple[str, IO[bytes], str]]
 TEXT_LIMIT = 4096
-_KINDS = (
-    "photo",
-    "video",
-    "voice",
-    "audio",
-    "document",
-    "sticker",
-    "animation",
-    "video_note",
-    "contact",
-    "location",
-    "venue",
-    "poll",
-    "dice",
-)
+CAPTION_LIMIT = 1024
+DOWNLOAD_LIMIT = 20 * MB
+"""Bots may download files of up to 20 MB (getFile)."""
+UPLOAD_LIMIT = 50 * MB
+"""Bots may upload files of up to 50 MB; photos of up to 10 MB."""
+PHOTO_LIMIT = 10 * MB
+PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+PHOTO_REFUSALS = ("PHOTO_", "IMAGE_PROCESS_FAILED")
+"""Words of Telegram's refusals of a photo it cannot make (dimensions, format)."""
 
 
 class TelegramConfig(Section):
@@ -98,14 +96,17 @@ class Telegram:
         self._config = config
         self._health = health or Health()
         self._client = client
-        self._base = f"{config.api_url.rstrip('/')}/bot{config.bot_token.get_secret_value()}"
+        self._token = config.bot_token.get_secret_value()
+        self._base = f"{config.api_url.rstrip('/')}/bot{self._token}"
         self._avatar_for = avatar_for
         self.per_chat = Pacer(1.0, 3)
         self.overall = Pacer(30.0, 30)
 
-    async def _call(self, method: str, params: dict[str, Any], seconds: float) -> Any:
+    async def _call(
+        self, method: str, params: dict[str, Any], seconds: float, files: Files | None = None
+    ) -> Any:
         try:
-            result = await self._request(method, params, seconds)
+            result = await self._request(method, params, seconds, files)
         except (RateLimited, Refused):
             self._health.answered(self.label)
             raise
@@ -115,11 +116,16 @@ class Telegram:
         self._health.answered(self.label)
         return result
 
-    async def _request(self, method: str, params: dict[str, Any], seconds: float) -> Any:
+    async def _request(
+        self, method: str, params: dict[str, Any], seconds: float, files: Files | None
+    ) -> Any:
+        url = f"{self._base}/{method}"
         try:
-            response = await self._client.post(
-                f"{self._base}/{method}", json=params, timeout=seconds
-            )
+            if files is None:
+                response = await self._client.post(url, json=params, timeout=seconds)
+            else:  # multipart, streamed from the files on disk
+                form = {key: str(value) for key, value in params.items()}
+                response = await self._client.post(url, data=form, files=files, timeout=seconds)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise NotSent("connect_failed", f"{method}: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:  # the request went out; its effect is unknown
@@ -190,6 +196,69 @@ class Telegram:
                 await retry.wait(retry.EARLY_POLL.delay(idle))
             else:
                 idle = 0
+
+    # --- files ---------------------------------------------------------------------------
+
+    async def fetch(self, attachment: Attachment) -> Spool:
+        """``getFile``, then the download, from the configured API host only."""
+        why = "Telegram lets bots download files of up to 20 MB"
+        if attachment.size is not None and attachment.size > DOWNLOAD_LIMIT:
+            raise too_large(attachment.size, DOWNLOAD_LIMIT, why)
+        seconds = self._config.request_timeout
+        try:
+            info = await self._call("getFile", {"file_id": attachment.ref}, seconds)
+        except Refused as exc:
+            if "too big" in exc.detail:
+                raise too_large(attachment.size, DOWNLOAD_LIMIT, why) from exc
+            raise
+        path = (info or {}).get("file_path")
+        if not isinstance(path, str) or not path:
+            raise Refused("no_file_path", "Telegram gave no path to download the file from")
+        api = httpx.URL(self._config.api_url)
+        return await spool.download(
+            self._client,
+            f"{self._config.api_url.rstrip('/')}/file/bot{self._token}/{path.lstrip('/')}",
+            hosts={spool.host_of(api)},
+            scheme=api.scheme,
+            limit=DOWNLOAD_LIMIT,
+            why=why,
+            name=attachment.name,
+            mime=attachment.mime or "application/octet-stream",
+            seconds=seconds,
+        )
+
+    upload_limit = UPLOAD_LIMIT
+
+    def caption(self, name: str, agent: Agent) -> str:
+        return self._config.reply_format.format(agent=agent.name, text=name)[:CAPTION_LIMIT]
+
+    async def send_file(self, to: UpstreamUserId, file: Spool, caption: str) -> str:
+        """An image as a photo (``sendPhoto``), anything else, or an image Telegram will
+        not make a photo of, as a document (``sendDocument``)."""
+        if file.size > UPLOAD_LIMIT:
+            raise too_large(file.size, UPLOAD_LIMIT, "Telegram takes files of up to 50 MB")
+        if file.mime in PHOTO_TYPES and file.size <= PHOTO_LIMIT:
+            try:
+                return await self._upload(to, "sendPhoto", "photo", file, caption)
+            except Refused as exc:
+                if not any(word in exc.detail for word in PHOTO_REFUSALS):
+                    raise
+                log.info("photo refused; sending it as a document", extra={"error": exc.detail})
+        return await self._upload(to, "sendDocument", "document", file, caption)
+
+    async def _upload(
+        self, to: UpstreamUserId, method: str, field: str, file: Spool, caption: str
+    ) -> str:
+        await self.overall.acquire()
+        await self.per_chat.acquire(to)
+        params = {"chat_id": int(to), "caption": caption}
+        files: Files = {field: (file.name, file.rewind(), file.mime)}
+        try:
+            result = await self._call(method, params, self._config.request_timeout, files)
+        except RateLimited as exc:
+            self.per_chat.hold(to, exc.retry_after)
+            raise
+        return str((result or {}).get("message_id", ""))
 
     def render(self, text: str, agent: Agent) -> list[str]:
         body = self._config.reply_format.format(agent=agent.name, text=text)
@@ -264,7 +333,7 @@ def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
         handle = sender.get("username")
         language = sender.get("language_code")
         user_id = UpstreamUserId(str(int(chat["id"])))
-        text = _text_of(message)
+        text, attachment = content_of(message)
     except Unsupported as exc:
         return Arrival(key, None, raw, f"cannot show {exc.kind}", exc.kind, sender_name)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -280,34 +349,11 @@ def parse_update(update: Any, avatar_for: AvatarFor | None = None) -> Arrival:
     )
     return Arrival(
         key,
-        CustomerMessage(customer, text, str(message.get("message_id", "")), edited=edited),
+        CustomerMessage(
+            customer, text, str(message.get("message_id", "")), edited, attachment=attachment
+        ),
         raw,
     )
-
-
-class Unsupported(ValueError):
-    """A message whose content skbridge cannot carry (a story, a game, paid media)."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
-
-
-_NOT_CONTENT = frozenset(
-    {
-        "message_id", "message_thread_id", "direct_messages_topic", "from", "sender_chat",
-        "sender_boost_count", "sender_business_bot", "sender_tag", "date", "guest_query_id",
-        "business_connection_id", "chat", "forward_origin", "is_topic_message",
-        "is_automatic_forward", "reply_to_message", "external_reply", "quote",
-        "reply_to_story", "reply_to_checklist_task_id", "reply_to_poll_option_id", "via_bot",
-        "guest_bot_caller_user", "guest_bot_caller_chat", "edit_date",
-        "has_protected_content", "is_from_offline", "is_paid_post", "media_group_id",
-        "author_signature", "paid_star_count", "text", "entities", "link_preview_options",
-        "suggested_post_info", "effect_id", "caption", "caption_entities",
-        "show_caption_above_media", "has_media_spoiler", "reply_markup",
-    }
-)  # fmt: skip
-"""Message fields that say how or where a message came, not what it carries."""
 
 
 def _sender_name(message: dict[str, Any]) -> str | None:
@@ -316,23 +362,6 @@ def _sender_name(message: dict[str, Any]) -> str | None:
         return None
     parts = [p for p in (sender.get("first_name"), sender.get("last_name")) if isinstance(p, str)]
     return " ".join(parts) or None
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    text = message.get("text") or message.get("caption") or ""
-    if not isinstance(text, str):
-        raise TypeError("text is not a string")
-    kinds = [k for k in _KINDS if k in message]
-    if kinds:
-        note = f"[{kinds[0].replace('_', ' ')} — open Telegram to see it]"
-        return f"{note}\n{text}" if text else note
-    if not text:
-        content = next((k for k in message if k not in _NOT_CONTENT), None)
-        if content is None:
-            raise ValueError("message has neither text nor a known attachment")
-        noun = content.replace("_", " ")
-        raise Unsupported(noun if noun.endswith(("media", "s")) else f"a {noun}")
-    return text
 
 
 def _refuses(exc: DeliveryError) -> bool:

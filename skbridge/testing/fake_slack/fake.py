@@ -12,12 +12,11 @@ from aiohttp import web
 
 from skbridge.testing.lifecycle import Lifecycle
 
-from .socket import SocketModeMixin
+from .files import FilesMixin
 from .state import Channel, Message, channel_name_error
-from .web import WebApiMixin
 
 
-class FakeSlack(WebApiMixin, SocketModeMixin, Lifecycle):
+class FakeSlack(FilesMixin, Lifecycle):
     """An in-process Slack (Web API + Socket Mode) on ``127.0.0.1``, for tests and demos.
 
     Point ``AsyncWebClient(base_url=fake.api_url)`` at it and use ``fake.bot_token`` /
@@ -41,6 +40,7 @@ class FakeSlack(WebApiMixin, SocketModeMixin, Lifecycle):
         self._setup_state()
         self._setup_web()
         self._setup_socket()
+        self._setup_files()
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -54,6 +54,7 @@ class FakeSlack(WebApiMixin, SocketModeMixin, Lifecycle):
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/link/", self._handle_link)
         app.router.add_get("/link", self._handle_link)
+        self._add_file_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -121,6 +122,40 @@ class FakeSlack(WebApiMixin, SocketModeMixin, Lifecycle):
             event["thread_ts"] = thread_ts
         await self._emit(event, bot_must_be_member=channel)
         return ts
+
+    async def user_shares_file(
+        self,
+        channel_id: str,
+        user_id: str,
+        name: str,
+        content: bytes,
+        *,
+        mimetype: str = "application/octet-stream",
+        text: str = "",
+        external: bool = False,
+    ) -> tuple[str, str]:
+        """A human uploads ``content`` into a channel, with ``text``; returns (ts, file ID).
+
+        ``external`` makes it a linked file (Google Drive and the like): Slack holds no
+        bytes of it. The ``message`` event reaches the app only when the bot is a member.
+        """
+        channel = self._existing(channel_id)
+        file = self._new_file(name, name, mimetype, len(content), user_id)
+        file.content, file.uploaded, file.completed, file.external = content, True, True, external
+        ts = self._share(file, channel_id, text, user=user_id, bot=False)
+        event: dict[str, Any] = {
+            "type": "message",
+            "subtype": "file_share",
+            "channel": channel_id,
+            "user": user_id,
+            "text": text,
+            "ts": ts,
+            "files": [self._file_api(file)],
+            "upload": True,
+            "channel_type": "group" if channel.is_private else "channel",
+        }
+        await self._emit(event, bot_must_be_member=channel)
+        return ts, file.id
 
     @staticmethod
     def _kind(channel: Channel, what: str) -> str:

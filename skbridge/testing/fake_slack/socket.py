@@ -224,8 +224,10 @@ class SocketModeMixin(WorkspaceState):
         return f"{int(time.time())}.{random_id('', 12)}.{uuid.uuid4().hex}"
 
     def _response_url(self, kind: str) -> str:
+        """A ``response_url`` this fake serves (Slack's own are on hooks.slack.com)."""
         secret = uuid.uuid4().hex
-        return f"https://hooks.slack.com/{kind}/{self.team_id}/{random_id('', 13)}/{secret}"
+        base = f"http://127.0.0.1:{self._require_port()}"
+        return f"{base}/hooks/{kind}/{self.team_id}/{random_id('', 13)}/{secret}"
 
     async def send_command(
         self, channel_id: str, user_id: str, text: str, *, command: str = "/sk"

@@ -41,6 +41,8 @@ DEFAULT_SCOPES: frozenset[str] = frozenset(
         "chat:write.customize",
         "chat:write.public",
         "commands",
+        "files:read",
+        "files:write",
         "users:read",
         "users:read.email",
         "groups:read",
@@ -168,6 +170,8 @@ class Message:
     icon_emoji: str | None = None
     ephemeral_to: str | None = None  # chat.postEphemeral only: the one user who sees it
     edited: bool = False
+    files: list[dict[str, Any]] | None = None
+    """The files the message shares (a file upload completed into the channel)."""
 
     def to_api(self, *, include_metadata: bool, app_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "message", "ts": self.ts, "text": self.text}
@@ -187,6 +191,9 @@ class Message:
             out["icons"] = icons
         if self.edited:
             out["edited"] = {"user": self.user or "", "ts": self.ts}
+        if self.files:
+            out["files"] = self.files
+            out["upload"] = True
         if include_metadata and self.metadata is not None:
             out["metadata"] = self.metadata
         return out
