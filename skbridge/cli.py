@@ -112,11 +112,11 @@ def _command(args: argparse.Namespace, config: Config, path: Path) -> int:
     if args.command == "status":
         from skbridge.ops import status
 
-        return status.command(config.store.path, args.json)
+        return status.command(config.store.location, args.json)
     if args.command == "backup":
         from skbridge.ops import backup
 
-        return backup.command(config.store.path, args.dest)
+        return backup.command(config.store.location, args.dest)
     if args.command == "run":
         return asyncio.run(_run(config, path))
     return 2
@@ -150,9 +150,9 @@ async def _run(config: Config, path: Path) -> int:
     try:
         await service.run()
     except BaseExceptionGroup as group:
-        raise _needs_operator(group, config.store.path) or group from None
+        raise _needs_operator(group, config.store.file) or group from None
     except StoreUnusable as exc:
-        raise exc.at(config.store.path) from None  # a failed query does not know the file
+        raise _at(exc, config.store.file) from None  # a failed query does not know the file
     except ConfigError:
         raise
     except SkbridgeError as exc:
@@ -161,15 +161,19 @@ async def _run(config: Config, path: Path) -> int:
     return 0
 
 
+def _at(exc: StoreUnusable, db_path: Path | None) -> StoreUnusable:
+    return exc.at(db_path) if db_path else exc
+
+
 def _needs_operator(
-    group: BaseExceptionGroup[BaseException], db_path: Path
+    group: BaseExceptionGroup[BaseException], db_path: Path | None
 ) -> ConfigError | StoreUnusable | None:
     """The first error in a crashed task group that only the operator can fix (exit 78)."""
     for exc in group.exceptions:
         if isinstance(exc, ConfigError):
             return exc
         if isinstance(exc, StoreUnusable):
-            return exc.at(db_path)
+            return _at(exc, db_path)
         if isinstance(exc, BaseExceptionGroup) and (found := _needs_operator(exc, db_path)):
             return found
     return None

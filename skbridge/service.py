@@ -38,7 +38,7 @@ from skbridge.slack import errors as slack_errors
 from skbridge.slack.socket import SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
-from skbridge.store import Store, Tx, open_store, sqlite_url
+from skbridge.store import Store, Tx, open_store
 from skbridge.store import queries as q
 from skbridge.store.persist import persist
 from skbridge.upstreams import Services, registry
@@ -91,7 +91,12 @@ class Service:
 
     async def _run(self) -> None:
         config = self.config
-        db = self.db = await open_store(sqlite_url(config.store.path))
+        self.notifier.status("opening the database")
+        location = config.store.location
+        db = await self._until_connected("the database", lambda: open_store(location))
+        if db is None:
+            return
+        self.db = db
         timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
         try:
             async with (
@@ -302,11 +307,12 @@ async def _until_connected(
                 key = f"sources.{source.name}.{source.credentials}"
                 raise ConfigError(key, f"{source.label} refused it ({exc.code})") from None
             raise
-        except DeliveryError as exc:
+        except (DeliveryError, StoreUnavailable) as exc:
             failures += 1
             delay = retry.RECONNECT.delay(failures)
             log.warning(f"cannot reach {what}", extra={"error": str(exc), "retry_in": delay})
-            notifier.status(f"cannot reach {what} ({exc.code}); retrying")
+            code = exc.code if isinstance(exc, DeliveryError) else str(exc)
+            notifier.status(f"cannot reach {what} ({code}); retrying")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()

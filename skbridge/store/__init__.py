@@ -1,6 +1,7 @@
 """All state, behind one small interface; this package is the only code that speaks SQL.
 
-A :class:`Store` is opened from a URL (``sqlite:///var/lib/skbridge/skbridge.db``); the
+A :class:`Store` is opened from a URL (``sqlite:///var/lib/skbridge/skbridge.db``,
+``postgresql://skbridge@db.internal/skbridge``); the
 engine for its scheme (:data:`ENGINES`) owns everything particular to one database:
 connections, pragmas, how its errors map onto :mod:`skbridge.errors`, how migrations
 are recorded, backups. The typed queries of :mod:`~skbridge.store.queries` and
@@ -90,9 +91,13 @@ class Engine(Protocol):
 def engine(url: str) -> Engine:
     """The engine for ``url``'s scheme; ConfigError for a scheme skbridge does not know."""
     # Imported here: the engines import the interface above.
-    from skbridge.store import sqlite
+    from skbridge.store import postgresql, sqlite
 
-    engines: dict[str, Engine] = {"sqlite": sqlite}
+    engines: dict[str, Engine] = {
+        "sqlite": sqlite,
+        "postgresql": postgresql,
+        "postgres": postgresql,
+    }
     found = engines.get(scheme(url))
     if found is None:
         from skbridge.errors import ConfigError

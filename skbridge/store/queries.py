@@ -96,8 +96,8 @@ async def park_input(
     await tx.execute(
         "INSERT INTO parked_kinds (origin, kind, count, last_at, last_from) "
         "VALUES (?, ?, 1, ?, ?) ON CONFLICT (origin, kind) DO UPDATE SET "
-        "count = count + 1, last_at = excluded.last_at, last_from = excluded.last_from, "
-        "report_due = 1",
+        "count = parked_kinds.count + 1, last_at = excluded.last_at, "
+        "last_from = excluded.last_from, report_due = 1",
         (origin, kind, now, sender),
     )
     return due is None or not due[0]

@@ -36,6 +36,8 @@ class Fakes:
     gravatar: FakeGravatar
     dispatch_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    store_url: str | None = None
+    """A database URL for every config written (PostgreSQL); None: an SQLite file."""
 
     def config_text(
         self,
@@ -69,12 +71,17 @@ class Fakes:
             f"poll_timeout = {poll_timeout}\n"
             f"request_timeout = {telegram_timeout}\n"
             "\n[store]\n"
-            f'path = "{db_path}"\n'
+            f"{self._store_line(db_path)}\n"
             "\n[gravatar]\n"
             f'url = "{self.gravatar.url}"\n'
             "\n[log]\n"
             f'level = "{log_level}"\n'
         )
+
+    def _store_line(self, db_path: Path) -> str:
+        if self.store_url is None:
+            return f'path = "{db_path}"'
+        return f'url = "{self.store_url}"'
 
     def write_config(self, directory: Path, **options: object) -> Path:
         path = directory / "config.toml"
