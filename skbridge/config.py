@@ -107,6 +107,9 @@ class StoreConfig(Section):
     """``postgresql://user@host/db`` or ``sqlite:///path``; secret, as it may hold a password."""
     password: Annotated[SecretStr | None, BeforeValidator(empty_is_none)] = None
     """The database password, kept out of the URL (env or a credential)."""
+    lease_seconds: float = Field(default=10.0, ge=1.0, le=120.0)
+    """How long a lease (an upstream's poller, a lane) outlives its holder's last renewal:
+    a dead instance's work is taken over within 1.2 leases."""
 
     @model_validator(mode="after")
     def _one_place(self) -> StoreConfig:

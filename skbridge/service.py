@@ -32,16 +32,19 @@ from skbridge.errors import ConfigError, DeliveryError, Refused, StoreUnavailabl
 from skbridge.gravatar import Gravatar
 from skbridge.health import Health, Outage
 from skbridge.intake import Intake, cursor_key
+from skbridge.lanes import LaneClaims
+from skbridge.leases import Lease, Leases, instance_id
 from skbridge.notify import Notifier
 from skbridge.outbox import Outbox
+from skbridge.shared_pacing import pacer_for
 from skbridge.slack import errors as slack_errors
 from skbridge.slack.socket import SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
 from skbridge.store import Store, Tx, open_store
 from skbridge.store import queries as q
-from skbridge.store.persist import persist
-from skbridge.upstreams import Services, registry
+from skbridge.store.persist import persist, until_stored
+from skbridge.upstreams import Services, Upstream, registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,6 +77,8 @@ class Service:
         self.outbox: Outbox | None = None
         self.db: Store | None = None
         self.health = Health(clock)
+        self.instance = instance_id()
+        self.leases: Leases | None = None
         logs.add_secrets(secrets(config))
 
     def stop(self) -> None:
@@ -113,20 +118,25 @@ class Service:
     ) -> None:
         config = self.config
         health = self.health
-        web = SlackWeb(config.slack, session, health)
+        leases = self.leases = Leases(db, self.instance, config.store.lease_seconds)
+        await until_stored(leases.start, what="instance")
+        pace = pacer_for(db)
+        serial = (lambda: leases.exclusive("slack:create-channel")) if db.shared else None
+        web = SlackWeb(config.slack, session, health, pace=pace, serial=serial)
         self.notifier.status("connecting to Slack")
         workspace = await self._until_connected("slack", lambda: _workspace(web, config))
         if workspace is None:
             return
         gravatar = Gravatar(config.gravatar, http)
-        services = Services(http, health, avatar_for=gravatar.identicon)
+        services = Services(http, health, avatar_for=gravatar.identicon, pace=pace)
         upstreams = registry.build(config.sources, services)
         for upstream in upstreams.values():
             if await self._until_connected(upstream.name, upstream.check) is None:
                 return
         agents = Agents(web, gravatar)
         deliverer = Deliverer(db, workspace, agents, upstreams, config.slack, self._clock)
-        outbox = self.outbox = Outbox(db, deliverer, health=health)
+        claims = LaneClaims(db, self.instance, config.store.lease_seconds)
+        outbox = self.outbox = Outbox(db, deliverer, claims=claims, health=health)
         intake = Intake(
             db,
             outbox.submit,
@@ -151,9 +161,11 @@ class Service:
             work = group.create_task(outbox.run(), name="outbox")
             receivers = [group.create_task(socket.run(), name="socket mode")]
             for name, upstream in upstreams.items():
-                cursor = await q.get_setting(db, cursor_key(name))
-                receivers.append(group.create_task(upstream.run(intake, cursor), name=name))
+                poll = functools.partial(_poll, db, intake, leases, upstream)
+                held = leases.hold(f"upstream:{name}", poll, task=name)
+                receivers.append(group.create_task(held, name=f"lease {name}"))
             chores = [
+                group.create_task(claims.keep(outbox.busy, outbox.lose, outbox.wake), name="lanes"),
                 group.create_task(self._announce_ready(socket), name="ready"),
                 group.create_task(self._heartbeat(), name="heartbeat"),
                 group.create_task(self._housekeeping(), name="housekeeping"),
@@ -168,9 +180,11 @@ class Service:
             for task in receivers + chores:
                 task.cancel()
             await asyncio.gather(*receivers, *chores, return_exceptions=True)
-            if not await outbox.drain(SHUTDOWN_DEADLINE):
+            drained = await outbox.drain(SHUTDOWN_DEADLINE)
+            if not drained:
                 log.warning("work in flight left for the next start")
             work.cancel()
+            await _give_back(leases, claims, outbox.running)
 
     async def _until_connected(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T | None:
         return await _until_connected(what, self._stop, attempt, self.notifier)
@@ -278,6 +292,31 @@ async def _workspace(web: SlackWeb, config: Config) -> Workspace:
                 "slack", "the app lacks a scope; reinstall it from the manifest"
             ) from None
         raise
+
+
+async def _poll(
+    db: Store, intake: Intake, leases: Leases, upstream: Upstream, lease: Lease
+) -> None:
+    """Receive from ``upstream`` while this instance holds its lease: every batch is
+    stored only if the lease is still ours (the fence), starting from the cursor that
+    the previous holder stored last."""
+    intake.fences[upstream.name] = lambda tx: leases.fence(tx, lease)
+    try:
+        key = cursor_key(upstream.name)
+        cursor = await until_stored(lambda: q.get_setting(db, key), what="cursor")
+        await upstream.run(intake, cursor)
+    finally:
+        intake.fences.pop(upstream.name, None)
+
+
+async def _give_back(leases: Leases, claims: LaneClaims, running: set[str]) -> None:
+    """A clean stop: other instances take over at once. A lane still running is left to
+    expire, so that whoever takes it looks before acting on its head."""
+    try:
+        await claims.release(claims.held - running, only_empty=False)
+        await leases.release_all()
+    except StoreUnavailable as exc:
+        log.warning("leases left to expire", extra={"error": str(exc)})
 
 
 async def _record_outages(

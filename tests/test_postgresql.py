@@ -68,6 +68,7 @@ async def test_path_and_url_together_exit_78_naming_both(
 
 
 def test_a_sqlite_url_is_the_same_as_a_path(world: Fakes, tmp_path: Path) -> None:
+    """``url = "sqlite:///…"`` opens that file, as ``path`` would."""
     path = config_with(world, tmp_path, f'url = "sqlite://{tmp_path}/y.db"')
     config = load_config(path, environ={})
     assert config.store.location == f"sqlite://{tmp_path}/y.db"
@@ -75,6 +76,7 @@ def test_a_sqlite_url_is_the_same_as_a_path(world: Fakes, tmp_path: Path) -> Non
 
 
 def test_an_unknown_scheme_is_a_config_error(world: Fakes, tmp_path: Path) -> None:
+    """A URL of a database skbridge does not speak is refused at start, naming the key."""
     path = config_with(world, tmp_path, 'url = "mysql://a@b/c"')
     with pytest.raises(ConfigError, match=r"postgresql://"):
         load_config(path, environ={})
@@ -98,6 +100,7 @@ async def test_url_from_a_credential_and_password_from_the_environment(
 
 
 async def test_password_from_a_credential_file(world: Fakes, tmp_path: Path, pg_url: str) -> None:
+    """The password may come from the ``store__password`` credential."""
     credentials = tmp_path / "creds"
     credentials.mkdir()
     (credentials / "store__password").write_text(urlsplit(pg_url).password or "")
@@ -111,6 +114,7 @@ async def test_password_from_a_credential_file(world: Fakes, tmp_path: Path, pg_
 async def test_a_password_in_the_url_is_masked_in_logs_and_reports(
     world: Fakes, tmp_path: Path, pg_url: str
 ) -> None:
+    """A password in ``store.url`` never shows in a log line or in ``status``."""
     password = urlsplit(pg_url).password or ""
     config = load_config(config_with(world, tmp_path, f'url = "{pg_url}"'), environ={})
     logs.add_secrets(secrets(config))
@@ -128,6 +132,7 @@ async def test_a_password_in_the_url_is_masked_in_logs_and_reports(
 async def test_a_wrong_password_or_a_missing_database_needs_the_operator(
     postgres_server: PostgresServer,
 ) -> None:
+    """A refused login or a missing database stops the daemon with what to do (exit 78)."""
     wrong = postgres_server.url("postgres").replace(postgres_server.password, "nope")
     with pytest.raises(StoreUnusable, match="refused the login"):
         await open_store(wrong)
@@ -136,6 +141,7 @@ async def test_a_wrong_password_or_a_missing_database_needs_the_operator(
 
 
 async def test_instances_starting_together_migrate_once(pg_url: str) -> None:
+    """Instances starting at once run each migration once, under the advisory lock."""
     stores = await asyncio.gather(*(open_store(pg_url) for _ in range(4)))
     rows = await stores[0].all("SELECT version FROM skbridge_schema ORDER BY version")
     assert [r[0] for r in rows] == list(range(1, len(MIGRATIONS) + 1))
@@ -144,6 +150,7 @@ async def test_instances_starting_together_migrate_once(pg_url: str) -> None:
 
 
 async def test_an_older_skbridge_refuses_a_newer_schema(pg_url: str) -> None:
+    """A schema newer than the code is refused at start and by ``check``."""
     store = await open_store(pg_url)
     async with store.write() as tx:
         await tx.execute("INSERT INTO skbridge_schema (version) VALUES (?)", (len(MIGRATIONS) + 1,))
@@ -196,6 +203,7 @@ def down_world(world: Fakes, own_server: PostgresServer) -> Fakes:
 async def test_an_unreachable_server_at_start_is_waited_for_with_a_status_line(
     down_world: Fakes, own_server: PostgresServer, tmp_path: Path
 ) -> None:
+    """A server down at start is retried, telling systemd why; work starts once it answers."""
     world = down_world
     await asyncio.to_thread(own_server.stop)
     notifier = StatusLines()

@@ -6,7 +6,8 @@ engine for its scheme (:data:`ENGINES`) owns everything particular to one databa
 connections, pragmas, how its errors map onto :mod:`skbridge.errors`, how migrations
 are recorded, backups. The typed queries of :mod:`~skbridge.store.queries` and
 :mod:`~skbridge.store.report` are written once, against :class:`Tx` and
-:class:`Reader`, in SQL every engine runs (``?`` placeholders, ``RETURNING``).
+:class:`Reader`, in SQL every engine runs (``?`` placeholders, ``RETURNING``, and
+``skbridge_now()``: the database's clock, in seconds since the epoch).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Store(Reader, Protocol):
 
     where: str
     """What to call it in messages: the file, or the server without its password."""
+    shared: bool
+    """Whether other instances, on other machines, may use it at the same time."""
 
     def write(self, deadline: float | None = None) -> AbstractAsyncContextManager[Tx]:
         """A write transaction, committed when the block ends; with a ``deadline`` (event

@@ -198,4 +198,72 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     """,
     ),
+    # 4: several instances on one database: leases, lane claims, shared pacing
+    Migration(
+        sqlite="""
+    -- Who does what when instances share the database: the upstream pollers
+    -- ('upstream:telegram') and short exclusive sections. Timed by skbridge_now(), the
+    -- database's clock; token grows with every new holder (a fencing token).
+    CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        token      INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    ) STRICT;
+
+    -- One claim per outbox lane: only its holder carries the lane out.
+    CREATE TABLE lanes (
+        lane       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX lanes_by_holder ON lanes (holder);
+
+    CREATE TABLE instances (
+        id         TEXT PRIMARY KEY,
+        host       TEXT NOT NULL,
+        pid        INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        seen_at    REAL NOT NULL
+    ) STRICT;
+
+    -- Rate limits shared by every instance: the next free slot per key.
+    CREATE TABLE pacing (
+        key     TEXT PRIMARY KEY,
+        next_at REAL NOT NULL
+    ) STRICT;
+    """,
+        postgresql="""
+    CREATE FUNCTION skbridge_now() RETURNS DOUBLE PRECISION
+        LANGUAGE sql VOLATILE
+        AS $$ SELECT extract(epoch FROM clock_timestamp())::double precision $$;
+
+    CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        token      BIGINT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+
+    CREATE TABLE lanes (
+        lane       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX lanes_by_holder ON lanes (holder);
+
+    CREATE TABLE instances (
+        id         TEXT PRIMARY KEY,
+        host       TEXT NOT NULL,
+        pid        BIGINT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        seen_at    DOUBLE PRECISION NOT NULL
+    );
+
+    CREATE TABLE pacing (
+        key     TEXT PRIMARY KEY,
+        next_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    ),
 )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skbridge.core.model import Conversation, Customer, Op, op_to_json
-from skbridge.core.states import UNFINISHED, ConvState, OutboxState, PartState
+from skbridge.core.states import RESENDABLE, UNFINISHED, ConvState, OutboxState, PartState
 from skbridge.health import Outage
 from skbridge.ids import (
     ChannelId,
@@ -313,6 +313,16 @@ async def unfinished(db: Reader) -> list[OutboxRow]:
     return [_outbox(r) for r in rows]
 
 
+async def unfinished_in_lane(db: Reader, lane: str) -> list[OutboxRow]:
+    """A lane's pending or in-flight rows, in order."""
+    rows = await db.all(
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE lane = ? AND state IN ({marks(UNFINISHED)}) "
+        "ORDER BY id",
+        (lane, *sorted(UNFINISHED)),
+    )
+    return [_outbox(r) for r in rows]
+
+
 async def outbox_row(db: Reader, row_id: OutboxId) -> OutboxRow | None:
     row = await db.one(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (row_id,))
     return None if row is None else _outbox(row)
@@ -327,6 +337,16 @@ async def set_outbox_state(
         "WHERE id = ?",
         (state, finished, error, row_id),
     )
+
+
+async def take_for_resend(tx: Tx, row_id: OutboxId, now: float) -> bool:
+    """Mark a row resent if it still may be: of two concurrent clicks, one wins."""
+    changed = await tx.execute(
+        f"UPDATE outbox SET state = ?, finished_at = ? WHERE id = ? "
+        f"AND state IN ({marks(RESENDABLE)})",
+        (OutboxState.RESENT, now, row_id, *sorted(RESENDABLE)),
+    )
+    return changed == 1
 
 
 async def finish_many(

@@ -281,6 +281,8 @@ class FakeTelegram(Lifecycle):
 
         self.sent: list[SentMessage] = []
         self.calls: list[tuple[str, JsonDict]] = []
+        self.conflicts = 0
+        """getUpdates calls refused with 409 because another poll was waiting."""
         self.confirmed_offset = 0
         self.hold_polls = True
         """False answers ``getUpdates`` at once even with nothing to send, as a proxy or
@@ -901,6 +903,7 @@ class FakeTelegram(Lifecycle):
 
     async def _get_updates(self, params: JsonDict) -> list[Any]:
         if self._poller_waiting:
+            self.conflicts += 1
             raise _ApiError(409, CONFLICT_DESCRIPTION)
         offset = _lenient_int(params.get("offset"), 0)
         limit = min(100, max(1, _lenient_int(params.get("limit"), 100)))

@@ -25,6 +25,8 @@ ALICE = "UALICE"
 BOB = "UBOB"
 ALICE_EMAIL = "Alice@Example.com "
 DISPATCH = "support"
+LEASE_SECONDS = 3
+"""Leases in PostgreSQL test configs: short, so another instance takes over in seconds."""
 ADA = 1001
 """The Telegram user ID of the customer most tests talk to."""
 
@@ -81,7 +83,7 @@ class Fakes:
     def _store_line(self, db_path: Path) -> str:
         if self.store_url is None:
             return f'path = "{db_path}"'
-        return f'url = "{self.store_url}"'
+        return f'url = "{self.store_url}"\nlease_seconds = {LEASE_SECONDS}'
 
     def write_config(self, directory: Path, **options: object) -> Path:
         path = directory / "config.toml"

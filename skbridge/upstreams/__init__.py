@@ -10,6 +10,7 @@ from skbridge.core.model import CustomerMessage
 from skbridge.errors import DeliveryError
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
+from skbridge.pacing import PaceFactory, local
 
 if TYPE_CHECKING:
     import httpx
@@ -82,6 +83,8 @@ class Services:
     health: Health
     avatar_for: Callable[[str], str | None] | None = None
     """A generated picture for a customer without one, from a stable seed."""
+    pace: PaceFactory = local
+    """Makes the pacers of rate limits; shared by every instance on a shared database."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from skbridge.core.text import UNENCODABLE, encodable, split_text
 from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
-from skbridge.pacing import Pacer
+from skbridge.pacing import PaceFactory, local
 from skbridge.upstreams import Agent, Arrival, Intake, Services, Source
 
 log = logging.getLogger(__name__)
@@ -94,14 +94,16 @@ class Telegram:
         client: httpx.AsyncClient,
         avatar_for: AvatarFor | None = None,
         health: Health | None = None,
+        *,
+        pace: PaceFactory = local,
     ) -> None:
         self._config = config
         self._health = health or Health()
         self._client = client
         self._base = f"{config.api_url.rstrip('/')}/bot{config.bot_token.get_secret_value()}"
         self._avatar_for = avatar_for
-        self.per_chat = Pacer(1.0, 3)
-        self.overall = Pacer(30.0, 30)
+        self.per_chat = pace("telegram:chat", 1.0, 3)
+        self.overall = pace("telegram:all", 30.0, 30)
 
     async def _call(self, method: str, params: dict[str, Any], seconds: float) -> Any:
         try:
@@ -338,7 +340,7 @@ def _refuses(exc: DeliveryError) -> bool:
 
 
 def _build(config: TelegramConfig, services: Services) -> Telegram:
-    return Telegram(config, services.http, services.avatar_for, services.health)
+    return Telegram(config, services.http, services.avatar_for, services.health, pace=services.pace)
 
 
 KIND = Source(
