@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from skbridge import __version__, logs
 from skbridge.config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -38,6 +39,10 @@ _BACKUP_HELP = """Write a consistent copy of the database to DEST (SQLite's VACU
 file copy), safe while the daemon runs; then run PRAGMA integrity_check on the copy.
 Never overwrites DEST. Exit 0 when the copy is written and checks ok, 78 if the database
 itself is damaged or unreadable."""
+_STORE_HELP = """`store copy --to postgresql://user@host/db` moves an installation to PostgreSQL:
+stop skbridge, copy (the configured store is read, the new database must be empty; the
+password comes from the URL, PGPASSWORD or ~/.pgpass), then set [store] url and start
+skbridge on every machine. All rows or none; leases and claims are not copied."""
 _DEMO_HELP = """Watch skbridge work without tokens or config: runs the real daemon against
 in-process fakes of Slack, Telegram and Gravatar and plays one customer's conversation,
 step by step. Leaves nothing on disk."""
@@ -54,8 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"skbridge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=description or help_text)
+    def with_config(
+        name: str, help_text: str, description: str = "", under: Any = commands
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = under.add_parser(
+            name, help=help_text, description=description or help_text
+        )
         sub.add_argument(
             "-c",
             "--config",
@@ -71,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the same as JSON")
     backup = with_config("backup", "copy the database safely, even while running", _BACKUP_HELP)
     backup.add_argument("dest", type=Path, metavar="DEST", help="where to write the copy (new)")
+    store = commands.add_parser(
+        "store", help="move the database to a server", description=_STORE_HELP
+    )
+    actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    copy = with_config("copy", "copy every row into a new, empty database", _STORE_HELP, actions)
+    copy.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://user@host/db (PGPASSWORD)"
+    )
     commands.add_parser("manifest", help="print the Slack app manifest (JSON)")
     commands.add_parser(
         "demo", help="a scripted conversation against fakes", description=_DEMO_HELP
@@ -117,6 +134,10 @@ def _command(args: argparse.Namespace, config: Config, path: Path) -> int:
         from skbridge.ops import backup
 
         return backup.command(config.store.location, args.dest)
+    if args.command == "store":
+        from skbridge.ops import copy
+
+        return copy.command(config.store.location, args.to)
     if args.command == "run":
         return asyncio.run(_run(config, path))
     return 2

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from skbridge.core.states import ConvState, OutboxState
-from skbridge.store import Reader, open_store, report, url_of
+from skbridge.store import Reader, leasing, open_store, report, url_of
 from skbridge.store import queries as q
 from skbridge.store.queries import outages_from
 
@@ -56,6 +56,9 @@ class Status:
     minutes_since_activity: int | None
     outages: list[str]
     """Outside systems failing now, as the daemon last recorded them."""
+    instances: list[str] = field(default_factory=list)
+    """Each running instance, with the leases it holds (``upstream:telegram``) and how
+    many lanes: who polls and who delivers, when several share the database."""
 
 
 async def read_status(where: Path | str, now: float | None = None) -> Status:
@@ -102,7 +105,14 @@ async def _gather(r: Reader, where: str, now: float) -> Status:
         last_activity=None if last is None else _iso(last),
         minutes_since_activity=None if last is None else max(0, int((now - last) // 60)),
         outages=outages,
+        instances=[_instance(h) for h in await leasing.holdings(r)],
     )
+
+
+def _instance(h: leasing.Holding) -> str:
+    held = ", ".join(h.leases) or "no upstream (standby)"
+    lanes = f"{h.lanes} lane{'' if h.lanes == 1 else 's'}"
+    return f"{h.instance} (seen {h.seen_ago:.0f} s ago): {held}; {lanes}"
 
 
 def _what(kind: str, conv_id: int | None, customer: str | None) -> str:
@@ -142,6 +152,7 @@ def to_text(status: Status) -> str:
         minutes = status.minutes_since_activity
         ago = f"{minutes} minute{'' if minutes == 1 else 's'} ago"
         lines.append(f"last activity  {status.last_activity} ({ago})")
+    lines += [f"instance       {line}" for line in status.instances] or ["instances      none"]
     return "\n".join(lines)
 
 
