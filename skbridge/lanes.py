@@ -9,6 +9,9 @@ work: a lane reads its rows from the database whenever it starts or runs dry, an
 expired, or held here and idle. A lane whose holder died is taken over once its claim
 expires; its head may have been in flight, so it is suspect, exactly like a lane head
 after a crash on one machine.
+
+On a store no other instance uses (SQLite) every claim is granted here without a
+write: there is nobody to agree with, and a commit per lane would cost a disk flush.
 """
 
 from __future__ import annotations
@@ -41,12 +44,15 @@ class LaneClaims:
     async def claim(self, lanes: Collection[str]) -> dict[str, bool]:
         """Claim what is free; returns each lane granted and whether it was taken over
         from an instance that did not give it back. Raises StoreUnavailable."""
+        asked = asyncio.get_running_loop().time()
+        if not self.db.shared:
+            self._valid_until.update(dict.fromkeys(lanes, float("inf")))
+            return dict.fromkeys(lanes, False)
         mine = [lane for lane in lanes if self.holds(lane)]
         wanted = sorted(set(lanes) - set(mine))
         granted = dict.fromkeys(mine, False)
         if not wanted:
             return granted
-        asked = asyncio.get_running_loop().time()
         async with self.db.write() as tx:
             before = await leasing.lane_holders(tx, wanted)
             for lane in wanted:
@@ -62,6 +68,8 @@ class LaneClaims:
     async def renew(self) -> set[str]:
         """Extend every claim; returns the lanes lost (taken over while this instance
         could not renew in time). Raises StoreUnavailable."""
+        if not self.db.shared:
+            return set()
         asked = asyncio.get_running_loop().time()
         async with self.db.write() as tx:
             kept = await leasing.renew_lanes(tx, self.holder, self.seconds)
@@ -78,6 +86,9 @@ class LaneClaims:
         return {lane for lane, until in self._valid_until.items() if until <= now}
 
     async def release(self, lanes: Collection[str], *, only_empty: bool = True) -> set[str]:
+        if not self.db.shared:
+            self._valid_until = {k: v for k, v in self._valid_until.items() if k not in lanes}
+            return set(lanes)
         if not lanes:
             return set()
         async with self.db.write() as tx:
@@ -96,6 +107,8 @@ class LaneClaims:
     ) -> None:
         """Forever: renew the claims, stop lanes lost (``lose``), give back idle ones, and
         start lanes with work nobody runs (``wake``). ``busy``: lanes running or queued."""
+        if not self.db.shared:
+            return  # only this instance stores work, and it starts its lanes itself
         idle_before: set[str] = set()
         while True:
             await asyncio.sleep(self.seconds / 3)

@@ -120,7 +120,12 @@ class Service:
         health = self.health
         leases = self.leases = Leases(db, self.instance, config.store.lease_seconds)
         await until_stored(leases.start, what="instance")
-        pace = pacer_for(db)
+        workspace: Workspace | None = None
+
+        def dispatch_channel(channel: str) -> bool:
+            return bool(workspace and workspace.dispatch and workspace.dispatch.id == channel)
+
+        pace = pacer_for(db, shared_channel=dispatch_channel)
         serial = (lambda: leases.exclusive("slack:create-channel")) if db.shared else None
         web = SlackWeb(config.slack, session, health, pace=pace, serial=serial)
         self.notifier.status("connecting to Slack")

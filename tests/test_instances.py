@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from skbridge.ops.status import read_status, to_text
 from skbridge.store import Store
 from skbridge.testing.harness import ALICE, BOB, Daemon, Fakes, customer_channel, texts
 
@@ -63,8 +64,13 @@ async def test_two_instances_poll_one_at_a_time_and_act_once(
     world: Fakes, pair: tuple[Daemon, Daemon]
 ) -> None:
     """Both running, neither dying: one poller, no 409, each message and reply once."""
-    first, _ = pair
+    first, second = pair
     assert await poller(first) == instance(first)
+    assert world.store_url is not None
+    report = to_text(await read_status(world.store_url))
+    assert f"instance       {instance(first)} (seen " in report
+    assert f"instance       {instance(second)} (seen " in report
+    assert "upstream:telegram" in report and "no upstream (standby)" in report
     for n in range(5):
         write(world, n)
     wanted = [f"m{n}" for n in range(5)]

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from skbridge.intake import Intake
 from skbridge.lanes import LaneClaims
 from skbridge.leases import LeaseLost, Leases
-from skbridge.store import Store, leasing, open_store
+from skbridge.store import Store, leasing, open_store, sqlite_url
 from skbridge.store import queries as q
+from skbridge.testing.postgres import PostgresServer
 from skbridge.upstreams import Arrival
 
 STORE_ENGINES = ("sqlite", "postgresql")
@@ -22,6 +24,14 @@ STORE_ENGINES = ("sqlite", "postgresql")
 @pytest.fixture
 async def db(store_url: str) -> AsyncIterator[Store]:
     store = await open_store(store_url)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def shared_db(postgres_server: PostgresServer) -> AsyncIterator[Store]:
+    """Lane claims mean something only where instances share the store."""
+    store = await open_store(postgres_server.create_database())
     yield store
     await store.close()
 
@@ -94,9 +104,10 @@ async def test_hold_runs_the_work_only_while_the_lease_is_held(db: Store) -> Non
 
 
 async def test_lanes_are_claimed_once_and_a_dead_holders_lanes_are_taken_over(
-    db: Store,
+    shared_db: Store,
 ) -> None:
     """A lane has one holder; an expired claim is taken over and the old holder loses it."""
+    db = shared_db
     a, b = LaneClaims(db, "a", 30), LaneClaims(db, "b", 30)
     assert await a.claim(["c1", "c2"]) == {"c1": False, "c2": False}
     assert await b.claim(["c1", "c3"]) == {"c3": False}
@@ -108,8 +119,9 @@ async def test_lanes_are_claimed_once_and_a_dead_holders_lanes_are_taken_over(
     assert await a.renew() == {"c1"}  # lost
 
 
-async def test_a_lane_with_work_stored_elsewhere_is_not_given_back(db: Store) -> None:
+async def test_a_lane_with_work_stored_elsewhere_is_not_given_back(shared_db: Store) -> None:
     """A lane is not released while it holds rows; its holder is told to run them."""
+    db = shared_db
     claims = LaneClaims(db, "a", 30)
     async with db.write() as tx:
         await tx.execute(
@@ -121,14 +133,21 @@ async def test_a_lane_with_work_stored_elsewhere_is_not_given_back(db: Store) ->
     assert "c9" not in await leasing.lanes_with_work(db, "b")
 
 
+async def test_on_an_unshared_store_every_lane_is_granted_without_a_write(
+    tmp_path: Path,
+) -> None:
+    """SQLite: one instance; claims cost nothing and leave no rows."""
+    db = await open_store(sqlite_url(tmp_path / "one.db"))
+    claims = LaneClaims(db, "a", 30)
+    assert await claims.claim(["c1", "c2"]) == {"c1": False, "c2": False}
+    assert claims.holds("c1")
+    assert await db.all("SELECT * FROM lanes") == []
+    await db.close()
+
+
 async def test_shared_pacing_spaces_every_instances_calls(db: Store) -> None:
     """Two instances reserving on one key get one slot per interval between them."""
-    ahead = []
-    for _ in range(6):
-        async with db.write() as tx:
-            ahead.append(await leasing.take_slot(tx, "k", 1.0, None))
+    ahead = [await leasing.take_slot(db, "k", 1.0) for _ in range(6)]
     steps = [later - earlier for earlier, later in itertools.pairwise(ahead)]
     assert all(0.5 < step <= 1.0 for step in steps), ahead
-    async with db.write() as tx:
-        held = await leasing.take_slot(tx, "k", 1.0, 100.0)
-    assert held > 100.0
+    assert await leasing.take_slot(db, "k", 1.0, hold=100.0) > 100.0

@@ -96,7 +96,7 @@ async def test_status_while_running_shows_states_backlog_replies_and_parked_work
     assert lines[8] == "  by kind: 1 × a message skbridge cannot read from Telegram"
     assert lines[9].startswith("last activity  20") and lines[9].endswith("(0 minutes ago)")
     assert lines[10].startswith("instance       ")
-    assert lines[10].endswith(": upstream:telegram; 3 lanes")
+    assert ": upstream:telegram; " in lines[10]  # it polls; lanes are counted on PostgreSQL
 
 
 async def test_status_json_is_the_same_report(

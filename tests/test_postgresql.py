@@ -171,6 +171,8 @@ async def test_check_status_and_backup_on_postgresql(
     result = await database(pg_url)
     assert result.verdict is Verdict.OK and f"schema {len(MIGRATIONS)}" in result.detail
     path = config_with(world, tmp_path, f'url = "{pg_url}"')
+    assert await asyncio.to_thread(cli.main, ["check", "-c", str(path)]) == 0
+    assert f"ok    database: {without_password(pg_url)} answers" in capsys.readouterr().out
     assert await asyncio.to_thread(cli.main, ["status", "-c", str(path)]) == 0
     assert "conversations" in capsys.readouterr().out.lower()
     code = await asyncio.to_thread(cli.main, ["backup", "-c", str(path), str(tmp_path / "b.dump")])

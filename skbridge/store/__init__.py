@@ -12,6 +12,7 @@ are recorded, backups. The typed queries of :mod:`~skbridge.store.queries` and
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -54,6 +55,11 @@ class Store(Reader, Protocol):
         """A write transaction, committed when the block ends; with a ``deadline`` (event
         loop clock) it is given up rather than committed late (TooLate)."""
 
+    async def write_one(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """One statement committed on its own, its rows returned; for bookkeeping whose
+        loss in a crash costs nothing (shared pacing), so it may skip the wait for the
+        other writes of this instance where the engine allows."""
+
     def snapshot(self) -> AbstractAsyncContextManager[Reader]:
         """Reads that all see one committed state (a report's figures agree)."""
 
@@ -91,22 +97,25 @@ class Engine(Protocol):
         """For ``skbridge check``: whether the daemon can use it (ok, what, what to do)."""
 
 
+ENGINES = {
+    "sqlite": "skbridge.store.sqlite",
+    "postgresql": "skbridge.store.postgresql",
+    "postgres": "skbridge.store.postgresql",
+}
+"""URL scheme: the module of its engine."""
+
+
 def engine(url: str) -> Engine:
     """The engine for ``url``'s scheme; ConfigError for a scheme skbridge does not know."""
-    # Imported here: the engines import the interface above.
-    from skbridge.store import postgresql, sqlite
-
-    engines: dict[str, Engine] = {
-        "sqlite": sqlite,
-        "postgresql": postgresql,
-        "postgres": postgresql,
-    }
-    found = engines.get(scheme(url))
-    if found is None:
+    # Imported here, and only the one asked for: the engines import the interface above,
+    # and an SQLite installation need not load a PostgreSQL driver.
+    module = ENGINES.get(scheme(url))
+    if module is None:
         from skbridge.errors import ConfigError
 
-        known = ", ".join(f"{name}://" for name in engines)
+        known = ", ".join(f"{name}://" for name in ENGINES)
         raise ConfigError("store", f"unknown database URL scheme {scheme(url)!r} (known: {known})")
+    found: Engine = importlib.import_module(module)
     return found
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from skbridge.core.states import UNFINISHED
-from skbridge.store import Reader, Tx
+from skbridge.store import Reader, Store, Tx
 from skbridge.store.queries import marks
 
 RELEASED = ""
@@ -170,24 +170,19 @@ async def lanes_with_work(db: Reader, holder: str) -> set[str]:
 # --- shared pacing ---------------------------------------------------------------------
 
 
-async def take_slot(tx: Tx, key: str, interval: float, hold_until: float | None) -> float:
-    """Reserve the next call on ``key``, one per ``interval``; returns how long after now
-    the reserved slot's theoretical time lies (``hold_until``: a server said wait)."""
-    if hold_until is not None:
-        await tx.execute(
-            "INSERT INTO pacing (key, next_at) VALUES (?, skbridge_now() + ?) "
-            "ON CONFLICT (key) DO UPDATE SET next_at = CASE WHEN pacing.next_at > "
-            "excluded.next_at THEN pacing.next_at ELSE excluded.next_at END",
-            (key, hold_until),
-        )
-    row = await tx.one(
-        "INSERT INTO pacing (key, next_at) VALUES (?, skbridge_now() + ?) "
-        "ON CONFLICT (key) DO UPDATE SET next_at = CASE WHEN pacing.next_at > skbridge_now() "
-        "THEN pacing.next_at ELSE skbridge_now() END + ? "
+async def take_slot(db: Store, key: str, interval: float, hold: float = 0.0) -> float:
+    """Reserve the next call on ``key``, one per ``interval``, not before ``hold`` seconds
+    from now (a server said wait); returns how far ahead the reserved slot's
+    theoretical time lies. One statement, committed on its own."""
+    rows = await db.write_one(
+        "INSERT INTO pacing (key, next_at) VALUES (?, skbridge_now() + ? + ?) "
+        "ON CONFLICT (key) DO UPDATE SET next_at = CASE "
+        "WHEN pacing.next_at > skbridge_now() + ? THEN pacing.next_at "
+        "ELSE skbridge_now() + ? END + ? "
         "RETURNING next_at - skbridge_now()",
-        (key, interval, interval),
+        (key, hold, interval, hold, hold, interval),
     )
-    return float(row[0]) if row else 0.0
+    return float(rows[0][0]) if rows else 0.0
 
 
 # --- status ----------------------------------------------------------------------------

@@ -7,13 +7,17 @@ exception class, and its pool replaces connections the server dropped on its own
 an outage needs no reconnection code here. Connections run in autocommit; this module
 says ``BEGIN`` and ``COMMIT`` itself, as the SQLite engine does.
 
-Within one instance write transactions take turns (a lock, as SQLite's single writer
-does), so the queries behave as they do on SQLite; between instances PostgreSQL's row
-locks order them. Everything particular to PostgreSQL lives here: ``?`` placeholders
-translated once per statement, how psycopg's errors map onto :mod:`skbridge.errors`
-(a lost or refused connection, a deadlock, a full disk: :class:`StoreUnavailable`; a
-value the server cannot take, such as text holding NUL: :class:`Unstorable`), and
-migrations recorded in ``skbridge_schema``, run under an advisory lock so instances
+Write transactions run side by side, on connections of the pool, within one instance
+as between instances: the queries are written for that (``ON CONFLICT`` for
+everything two writers may insert at once, conditional updates where two may change
+one row), and PostgreSQL's row locks order the rest. A deadlock or serialisation
+failure is :class:`StoreUnavailable`, retried like any outage.
+
+Everything particular to PostgreSQL lives here: ``?`` placeholders translated once
+per statement, how psycopg's errors map onto :mod:`skbridge.errors` (a lost or
+refused connection, a deadlock, a full disk: :class:`StoreUnavailable`; a value the
+server cannot take, such as text holding NUL: :class:`Unstorable`), and migrations
+recorded in ``skbridge_schema``, run under an advisory lock so instances
 starting together migrate once. Backups are ``pg_dump``'s job.
 """
 
@@ -166,7 +170,6 @@ class PostgresStore:
         self.where = masked(url)
         self._pool = pool
         self._read_only = read_only
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, *, read_only: bool = False) -> PostgresStore:
@@ -213,8 +216,7 @@ class PostgresStore:
         return store
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._pool.close()
+        await self._pool.close()
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         return next(iter(await self.all(sql, params)), None)
@@ -237,34 +239,46 @@ class PostgresStore:
         if self._read_only:
             raise StoreError(f"{self.where} is open read-only")
         loop = asyncio.get_running_loop()
+        timeout = CONNECT_TIMEOUT if deadline is None else max(0.0, deadline - loop.time())
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._lock.acquire()
-        except TimeoutError:
-            raise TooLate("the database was busy until the ack deadline") from None
+            conn = await self._pool.getconn(timeout=timeout)
+        except PoolTimeout as exc:
+            if deadline is not None:
+                raise TooLate("no database connection until the ack deadline") from exc
+            raise StoreUnavailable(f"no connection to {self.where}") from exc
         try:
-            timeout = CONNECT_TIMEOUT if deadline is None else max(0.0, deadline - loop.time())
+            tx = PostgresTx(conn)
+            await tx.execute("BEGIN")
             try:
-                conn = await self._pool.getconn(timeout=timeout)
-            except PoolTimeout as exc:
-                if deadline is not None:
-                    raise TooLate("no database connection until the ack deadline") from exc
-                raise StoreUnavailable(f"no connection to {self.where}") from exc
-            try:
-                tx = PostgresTx(conn)
-                await tx.execute("BEGIN")
+                yield tx
+                if deadline is not None and loop.time() > deadline:
+                    raise TooLate("the work ended after the ack deadline")
+                await tx.execute("COMMIT")
+            except BaseException:
+                await _rollback(conn)
+                raise
+        finally:
+            await self._pool.putconn(conn)
+
+    async def write_one(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """Autocommit on a connection of its own: no turn behind this instance's writes,
+        and ``synchronous_commit`` off (the row is worth nothing after a crash)."""
+        if self._read_only:
+            raise StoreError(f"{self.where} is open read-only")
+        try:
+            async with self._pool.connection() as conn:
+                reads = _Reads(conn)
+                await reads.all("BEGIN")
                 try:
-                    yield tx
-                    if deadline is not None and loop.time() > deadline:
-                        raise TooLate("the work ended after the ack deadline")
-                    await tx.execute("COMMIT")
+                    await reads.all("SET LOCAL synchronous_commit = off")
+                    rows = await reads.all(sql, params)
+                    await reads.all("COMMIT")
                 except BaseException:
                     await _rollback(conn)
                     raise
-            finally:
-                await self._pool.putconn(conn)
-        finally:
-            self._lock.release()
+                return rows
+        except (psycopg.Error, *_GONE) as exc:
+            raise translate(exc) from exc
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Reader]:

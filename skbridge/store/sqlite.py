@@ -239,6 +239,10 @@ class SqliteStore(_Reads):
         finally:
             self._lock.release()
 
+    async def write_one(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self.write() as tx:
+            return await tx.all(sql, params)
+
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Reader]:
         """One read transaction on the reader: every figure from one committed state."""
