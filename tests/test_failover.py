@@ -257,3 +257,35 @@ async def test_sigkill_mid_send_is_shown_as_uncertain_and_sent_again_once(
     await world.telegram.wait_for(lambda: len(world.telegram.sent_to(ADA)) == 2, timeout=30)
     assert await survivor.stop() == 0
     assert world.telegram.sent_to(ADA) == ["Alice: in flight"] * 2
+
+
+async def test_a_poller_that_stalls_and_wakes_up_writes_nothing(
+    world: Fakes, db: Store, pair: list[Instance]
+) -> None:
+    """SIGSTOP the poller past its lease: the standby takes over; when the stalled one
+    resumes, the fence stops its batch, and every message arrives once, in order."""
+    poller, standby = await started_pair(world, db, pair)
+    channel = await first_message(world, "m0")
+    assert poller.proc is not None
+    poller.proc.send_signal(signal.SIGSTOP)
+    try:
+        say(world, "m1")
+
+        async def standby_polls() -> bool:
+            return await poller_pid(db) == standby.pid
+
+        await until(world, standby_polls)
+        say(world, "m2")
+        await world.slack.wait_for(lambda: texts(world.slack, channel)[-1:] == ["m2"], timeout=30)
+    finally:
+        poller.proc.send_signal(signal.SIGCONT)
+
+    async def stood_down() -> bool:
+        return "lease lost" in poller.log.read_text()
+
+    await until(world, stood_down)  # it found out before writing anything
+    say(world, "m3")
+    await world.slack.wait_for(lambda: texts(world.slack, channel)[-1:] == ["m3"], timeout=30)
+    assert await poller.stop() == 0
+    assert await standby.stop() == 0
+    assert [t for t in texts(world.slack, channel) if t[0] == "m"] == ["m0", "m1", "m2", "m3"]

@@ -13,7 +13,8 @@ import pytest
 
 from skbridge import cli, logs
 from skbridge.config import load_config, secrets
-from skbridge.errors import ConfigError, StoreUnusable
+from skbridge.errors import ConfigError, StoreUnavailable, StoreUnusable
+from skbridge.leases import Leases
 from skbridge.notify import Notifier
 from skbridge.ops.check import Verdict, database
 from skbridge.ops.status import read_status, to_text
@@ -255,3 +256,31 @@ async def test_a_server_that_goes_away_stops_acks_and_work_resumes(
         await world.slack.wait_for(lambda: "degraded" not in service.status_line(), timeout=30)
     finally:
         await daemon.stop()
+
+
+async def test_an_instance_stalled_mid_transaction_does_not_hold_others_up(pg_url: str) -> None:
+    """The server ends a transaction left open (a paused or vanished instance), so the rows
+    it locked are free again and its commit fails instead of landing late."""
+    stalled, other = await open_store(pg_url), await open_store(pg_url)
+    a, b = Leases(stalled, "a", 30), Leases(other, "b", 30)
+    lease = await a.try_take("upstream:x")
+    assert lease is not None
+    async with stalled.write() as tx:  # expire it, so b may take it once the lock is free
+        await tx.execute("UPDATE leases SET expires_at = 0")
+    wake = asyncio.Event()
+
+    async def stall() -> None:
+        async with stalled.write() as tx:
+            await tx.execute("UPDATE leases SET token = token WHERE name = 'upstream:x'")
+            await wake.wait()  # paused while holding the row
+
+    stuck = asyncio.create_task(stall())
+    try:
+        taken = await asyncio.wait_for(b.try_take("upstream:x"), 30)
+        assert taken is not None and taken.taken_over
+    finally:
+        wake.set()
+        with pytest.raises(StoreUnavailable):
+            await stuck
+        await stalled.close()
+        await other.close()

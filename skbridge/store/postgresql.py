@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
 """Seconds to wait for the server to answer a new connection, or for a free one."""
 POOL_SIZE = 6
+IDLE_IN_TRANSACTION = "5s"
+"""The server ends a session that leaves a transaction open this long. skbridge never
+waits on anything but the database inside a transaction, so only an instance that
+stalled or died mid-transaction (paused, cut off, powered off) is ended, and the rows
+it had locked (a lease, a pacing slot) are free again well before its leases expire."""
 MIGRATION_LOCK = 0x736B62726964
 """The advisory lock key migrations run under (``skbrid`` in ASCII)."""
 _INT64 = range(-(2**63), 2**63)
@@ -89,6 +94,8 @@ def translate(exc: BaseException) -> StoreError:
         return Unstorable(f"value cannot be stored: {exc}")
     if isinstance(exc, _DAMAGE):
         return StoreUnusable(f"the database reports damage ({exc})", RESTORE)
+    if isinstance(exc, pg.IdleInTransactionSessionTimeout):
+        return StoreUnavailable(f"the server ended a transaction left open too long: {exc}")
     if isinstance(exc, pg.ReadOnlySqlTransaction):
         return StoreUnavailable(f"the server takes no writes: {exc}")
     if isinstance(exc, _GONE):
@@ -188,6 +195,7 @@ class PostgresStore:
                 "connect_timeout": int(CONNECT_TIMEOUT),
                 "application_name": "skbridge",
             },
+            configure=_configure,
             timeout=CONNECT_TIMEOUT,
             # Give up on a dead server soon: a later request starts a fresh attempt at
             # once, instead of waiting out a long backoff after the server is back.
@@ -342,6 +350,10 @@ class PostgresStore:
                 await tx.execute(MIGRATIONS[version - 1].postgresql)
                 await tx.execute("INSERT INTO skbridge_schema (version) VALUES (?)", (version,))
                 log.info("database migrated", extra={"version": version})
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
 
 
 async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
