@@ -289,3 +289,36 @@ async def test_a_poller_that_stalls_and_wakes_up_writes_nothing(
     assert await poller.stop() == 0
     assert await standby.stop() == 0
     assert [t for t in texts(world.slack, channel) if t[0] == "m"] == ["m0", "m1", "m2", "m3"]
+
+
+async def test_two_processes_neither_dying_poll_one_at_a_time_and_act_once(
+    world: Fakes, db: Store, pair: list[Instance]
+) -> None:
+    """Both run: Telegram is polled by one at a time (no 409), and every envelope, even
+    one Slack delivers again to whichever connection, has one effect."""
+    poller, standby = await started_pair(world, db, pair)
+    for n in range(3):
+        for user in CUSTOMERS:
+            world.telegram.customer_says(user, f"m{n}", first_name=f"C{user}")
+    wanted = [f"m{n}" for n in range(3)]
+    await world.slack.wait_for(
+        lambda: all(customer_posts(world, u) == wanted for u in CUSTOMERS), timeout=30
+    )
+    for user in CUSTOMERS:
+        channel = customer_channel(world.slack, f"sk-c{user}")
+        envelope = await world.slack.send_command(channel, ALICE, f"to {user}")
+        await world.slack.wait_ack(envelope["envelope_id"], timeout=30)
+        again = await world.slack.redeliver(envelope, retry_attempt=1, new_envelope_id=False)
+        await world.slack.wait_for(
+            lambda e=again: world.slack.ack_counts[e["envelope_id"]] == 2, timeout=30
+        )
+    await world.telegram.wait_for(
+        lambda: all(world.telegram.sent_to(u) == [f"Alice: to {u}"] for u in CUSTOMERS),
+        timeout=30,
+    )
+    assert await poller_pid(db) == poller.pid
+    assert await poller.stop() == 0
+    assert await standby.stop() == 0
+    assert world.telegram.conflicts == 0
+    assert all(world.telegram.sent_to(u) == [f"Alice: to {u}"] for u in CUSTOMERS)
+    assert all(customer_posts(world, u) == wanted for u in CUSTOMERS)
