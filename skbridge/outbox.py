@@ -119,9 +119,11 @@ class Outbox:
     def lose(self, lanes: set[str]) -> None:
         """Another instance runs ``lanes`` now: stop them here, forget their rows."""
         for lane in lanes:
+            rows = self._lanes.pop(lane, None)
             if task := self._tasks.get(lane):
                 task.cancel()
-            self._lanes.pop(lane, None)
+                if rows:  # its head may be half done: whoever runs it next looks first
+                    self._suspect.add(rows[0].id)
             self._wanted.discard(lane)
 
     def busy(self) -> set[str]:
