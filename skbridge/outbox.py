@@ -29,6 +29,7 @@ from skbridge.errors import (
     Refused,
     StoreUnavailable,
     StoreUnusable,
+    Unstorable,
 )
 from skbridge.health import Health
 from skbridge.ids import OutboxId
@@ -236,6 +237,9 @@ class Outbox:
                 continue
             except StoreUnusable:
                 raise  # a damaged database is no item's fault: the daemon stops for the operator
+            except Unstorable as exc:  # the item holds what the store refuses (NUL, on
+                await self._park(row, _describe(exc))  # PostgreSQL): no retry helps
+                return
             except Refused as exc:
                 await self._park(row, _describe(exc))
                 return

@@ -5,7 +5,7 @@ server that is down at start or goes away while the daemon runs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +22,16 @@ from skbridge.service import Service
 from skbridge.store import open_store
 from skbridge.store.migrations import MIGRATIONS
 from skbridge.store.postgresql import masked
-from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, first_message, say, texts
+from skbridge.testing.harness import (
+    ADA,
+    ALICE,
+    Daemon,
+    Fakes,
+    first_message,
+    parked_input,
+    say,
+    texts,
+)
 from skbridge.testing.postgres import PostgresServer
 
 
@@ -284,3 +293,36 @@ async def test_an_instance_stalled_mid_transaction_does_not_hold_others_up(pg_ur
             await stuck
         await stalled.close()
         await other.close()
+
+
+@pytest.fixture
+async def pg_daemon(world: Fakes, tmp_path: Path, pg_url: str) -> AsyncIterator[Daemon]:
+    world.store_url = pg_url
+    daemon = Daemon(world.write_config(tmp_path))
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+async def test_text_holding_nul_is_parked_not_a_crash(world: Fakes, pg_daemon: Daemon) -> None:
+    """PostgreSQL's text cannot hold NUL (SQLite's can): a message carrying one still
+    flows (it is stored as JSON), a reply whose parts would hold it is parked at once
+    and reported, and what follows flows."""
+    channel = await first_message(world, "m0")
+    world.telegram.customer_says(ADA, "a\x00b", first_name="Ada", last_name="Lovelace")
+    say(world, "m1")
+    await world.slack.wait_for(lambda: texts(world.slack, channel)[-1:] == ["m1"], timeout=20)
+    bad = await world.slack.send_command(channel, ALICE, "x\x00y")
+    await world.slack.wait_ack(bad["envelope_id"])
+    good = await world.slack.send_command(channel, ALICE, "fine")
+    await world.slack.wait_ack(good["envelope_id"])
+    await world.telegram.wait_for(lambda: world.telegram.sent_to(ADA) == ["Alice: fine"])
+    assert pg_daemon.service is not None and pg_daemon.service.db is not None
+    [(error,)] = await pg_daemon.service.db.all(
+        "SELECT last_error FROM outbox WHERE state = 'parked'"
+    )
+    assert "NUL" in error
+    assert await parked_input(pg_daemon) == []
+    assert [t for t in texts(world.slack, channel) if t[:1] in ("m", "a")] == ["m0", "a\x00b", "m1"]
