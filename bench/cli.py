@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
         help="attach py-spy to every daemon; collapsed stacks go to DIR "
         "(summarise with python -m bench.profile FILE)",
     )  # fmt: skip
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgresql"), default="sqlite",
+        help="the daemon's database: an SQLite file, or a PostgreSQL server started here",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
     parser.add_argument(
         "--render", type=Path, default=None, metavar="JSON",
@@ -121,6 +125,7 @@ async def _main(args: argparse.Namespace) -> int:
             _say(f"{name}: run {n}/{count} done in {time.monotonic() - begun:.0f} s")
 
     meta = {
+        "store": args.store,
         "quick": args.quick,
         "runs": runs,
         "limits_customers": limits_customers,
@@ -185,4 +190,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = json.loads(args.render.read_text())
         print(_table(saved["meta"], saved["results"], saved["floors"]))
         return 0
-    return asyncio.run(_main(args))
+    if args.store != "postgresql":
+        return asyncio.run(_main(args))
+    from bench.world import use_postgresql
+    from skbridge.testing.postgres import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    use_postgresql(server)
+    try:
+        return asyncio.run(_main(args))
+    finally:
+        server.close()

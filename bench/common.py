@@ -59,7 +59,7 @@ def write_config(world: World, directory: Path) -> Path:
     The harness turns pacing off by default for tests; benchmarks measure the daemon as
     it runs in production.
     """
-    return world.fakes().write_config(
+    return world.fakes(directory).write_config(
         directory, posts_per_second=POSTS_PER_SECOND, channels_per_minute=CHANNELS_PER_MINUTE
     )
 

@@ -32,6 +32,26 @@ from skbridge.testing.fake_slack import FakeSlack
 from skbridge.testing.fake_slack.web import Request
 from skbridge.testing.fake_telegram import FakeTelegram
 from skbridge.testing.harness import ALICE, ALICE_EMAIL, BOB, DISPATCH, OWNER, Fakes
+from skbridge.testing.postgres import PostgresServer
+
+_server: PostgresServer | None = None
+_databases: dict[Path, str] = {}
+
+
+def use_postgresql(server: PostgresServer | None) -> None:
+    """Run every daemon on ``server`` (a fresh database per run directory), or on SQLite."""
+    global _server
+    _server = server
+
+
+def location(path: Path) -> str:
+    """The store of the run whose SQLite file would be ``path``."""
+    if _server is None:
+        return sqlite_url(path)
+    if path not in _databases:
+        _databases[path] = _server.create_database()
+    return _databases[path]
+
 
 JsonDict = dict[str, Any]
 
@@ -140,8 +160,11 @@ class World:
     dispatch_id: str
     agents: list[str] = field(default_factory=list)
 
-    def fakes(self) -> Fakes:
-        return Fakes(self.slack, self.telegram, self.gravatar, self.dispatch_id)
+    def fakes(self, directory: Path | None = None) -> Fakes:
+        fakes = Fakes(self.slack, self.telegram, self.gravatar, self.dispatch_id)
+        if _server is not None and directory is not None:
+            fakes.store_url = location(directory / "skbridge.db")
+        return fakes
 
     def add_agents(self, count: int) -> list[str]:
         """``count`` agents (Slack users with an email; every other one has a Gravatar)."""
@@ -247,7 +270,7 @@ async def seed_database(
         )
         for n in range(extra)
     ]
-    store = await open_store(sqlite_url(path))
+    store = await open_store(location(path))
     try:
         async with store.write() as tx:
             await q.seed_open_conversations(tx, rows, time.time())
@@ -258,7 +281,7 @@ async def seed_database(
 
 async def unfinished_work(path: Path) -> int:
     """Outbox rows the daemon has not finished (a read-only look at its database)."""
-    store = await open_store(sqlite_url(path), read_only=True)
+    store = await open_store(location(path), read_only=True)
     try:
         return await report.unfinished_count(store)
     finally:

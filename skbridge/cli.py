@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from skbridge import __version__, logs
 from skbridge.config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -42,6 +43,10 @@ _METRICS_HELP = """Print skbridge's metrics in the Prometheus text format, read 
 (read-only; safe while the daemon runs): messages in and out by source, delivery and
 first-response times, backlog, parked items, uncertain sends, reconnects. The daemon can
 also serve them on a local address: [metrics] listen."""
+_STORE_HELP = """`store copy --to postgresql://user@host/db` moves an installation to PostgreSQL:
+stop skbridge, copy (the configured store is read, the new database must be empty; the
+password comes from the URL, PGPASSWORD or ~/.pgpass), then set [store] url and start
+skbridge on every machine. All rows or none; leases and claims are not copied."""
 _DEMO_HELP = """Watch skbridge work without tokens or config: runs the real daemon against
 in-process fakes of Slack, Telegram and Gravatar and plays one customer's conversation,
 step by step. Leaves nothing on disk."""
@@ -58,8 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"skbridge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=description or help_text)
+    def with_config(
+        name: str, help_text: str, description: str = "", under: Any = commands
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = under.add_parser(
+            name, help=help_text, description=description or help_text
+        )
         sub.add_argument(
             "-c",
             "--config",
@@ -76,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     with_config("metrics", "print the metrics for monitoring (Prometheus text)", _METRICS_HELP)
     backup = with_config("backup", "copy the database safely, even while running", _BACKUP_HELP)
     backup.add_argument("dest", type=Path, metavar="DEST", help="where to write the copy (new)")
+    store = commands.add_parser(
+        "store", help="move the database to a server", description=_STORE_HELP
+    )
+    actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    copy = with_config("copy", "copy every row into a new, empty database", _STORE_HELP, actions)
+    copy.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://user@host/db (PGPASSWORD)"
+    )
     commands.add_parser("manifest", help="print the Slack app manifest (JSON)")
     commands.add_parser(
         "demo", help="a scripted conversation against fakes", description=_DEMO_HELP
@@ -117,15 +134,19 @@ def _command(args: argparse.Namespace, config: Config, path: Path) -> int:
     if args.command == "status":
         from skbridge.ops import status
 
-        return status.command(config.store.path, args.json)
+        return status.command(config.store.location, args.json)
     if args.command == "metrics":
         from skbridge.ops import metrics
 
-        return metrics.command(config.store.path)
+        return metrics.command(config.store.location)
     if args.command == "backup":
         from skbridge.ops import backup
 
-        return backup.command(config.store.path, args.dest)
+        return backup.command(config.store.location, args.dest)
+    if args.command == "store":
+        from skbridge.ops import copy
+
+        return copy.command(config.store.location, args.to)
     if args.command == "run":
         return asyncio.run(_run(config, path))
     return 2
@@ -159,9 +180,9 @@ async def _run(config: Config, path: Path) -> int:
     try:
         await service.run()
     except BaseExceptionGroup as group:
-        raise _needs_operator(group, config.store.path) or group from None
+        raise _needs_operator(group, config.store.file) or group from None
     except StoreUnusable as exc:
-        raise exc.at(config.store.path) from None  # a failed query does not know the file
+        raise _at(exc, config.store.file) from None  # a failed query does not know the file
     except ConfigError:
         raise
     except SkbridgeError as exc:
@@ -170,15 +191,19 @@ async def _run(config: Config, path: Path) -> int:
     return 0
 
 
+def _at(exc: StoreUnusable, db_path: Path | None) -> StoreUnusable:
+    return exc.at(db_path) if db_path else exc
+
+
 def _needs_operator(
-    group: BaseExceptionGroup[BaseException], db_path: Path
+    group: BaseExceptionGroup[BaseException], db_path: Path | None
 ) -> ConfigError | StoreUnusable | None:
     """The first error in a crashed task group that only the operator can fix (exit 78)."""
     for exc in group.exceptions:
         if isinstance(exc, ConfigError):
             return exc
         if isinstance(exc, StoreUnusable):
-            return exc.at(db_path)
+            return _at(exc, db_path)
         if isinstance(exc, BaseExceptionGroup) and (found := _needs_operator(exc, db_path)):
             return found
     return None

@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import (
     BeforeValidator,
@@ -28,12 +29,14 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 from pydantic_settings.sources import PydanticBaseSettingsSource
 
 from skbridge.config_types import Section, check_token, empty_is_none
 from skbridge.errors import ConfigError
+from skbridge.store import scheme, sqlite_url
 from skbridge.upstreams.registry import SOURCES, configured
 
 DEFAULT_CONFIG_PATH = Path("/etc/skbridge/config.toml")
@@ -110,8 +113,65 @@ else:
     SourcesConfig = _sources_model()
 
 
+DEFAULT_DB_PATH = Path("/var/lib/skbridge/skbridge.db")
+
+
 class StoreConfig(Section):
-    path: Path = Path("/var/lib/skbridge/skbridge.db")
+    """Where state lives: an SQLite file (``path``, the default) or a server (``url``)."""
+
+    path: Path = DEFAULT_DB_PATH
+    url: Annotated[SecretStr | None, BeforeValidator(empty_is_none)] = None
+    """``postgresql://user@host/db`` or ``sqlite:///path``; secret, as it may hold a password."""
+    password: Annotated[SecretStr | None, BeforeValidator(empty_is_none)] = None
+    """The database password, kept out of the URL (env or a credential)."""
+    lease_seconds: float = Field(default=10.0, ge=1.0, le=120.0)
+    """How long a lease (an upstream's poller, a lane) outlives its holder's last renewal:
+    a dead instance's work is taken over within 1.2 leases."""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> StoreConfig:
+        if self.url is None:
+            return self
+        if "path" in self.model_fields_set:
+            raise ValueError("store.path and store.url are both set; keep one")
+        url = self.url.get_secret_value()
+        if scheme(url) not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"store.url must start with postgresql:// or sqlite:// (not {scheme(url)}://)"
+            )
+        if self.password is not None and urlsplit(url).password is not None:
+            raise ValueError("store.url holds a password and store.password is set; keep one")
+        return self
+
+    @property
+    def location(self) -> str:
+        """The store's URL, password included: for opening it, never for printing."""
+        if self.url is None:
+            return sqlite_url(self.path)
+        url = self.url.get_secret_value()
+        if self.password is None or scheme(url) == "sqlite":
+            return url
+        parts = urlsplit(url)
+        user = quote(parts.username or "", safe="")
+        secret = quote(self.password.get_secret_value(), safe="")
+        return urlunsplit(
+            parts._replace(netloc=f"{user}:{secret}@{parts.netloc.rpartition('@')[2]}")
+        )
+
+    @property
+    def file(self) -> Path | None:
+        """The SQLite file, when the store is one."""
+        location = self.location
+        return Path(location.partition("://")[2]) if scheme(location) == "sqlite" else None
+
+    def secrets(self) -> list[str]:
+        """The password, wherever it was given, and the URL that holds it."""
+        found = [self.password.get_secret_value()] if self.password else []
+        if self.url is not None:
+            password = urlsplit(self.url.get_secret_value()).password
+            if password:
+                found += [password, unquote(password), quote(unquote(password), safe="")]
+        return found
 
 
 class GravatarConfig(Section):
@@ -220,7 +280,7 @@ def secrets(config: Config) -> list[str]:
     found = [config.slack.bot_token, config.slack.app_token, config.slack.user_token]
     for source, section in configured(config.sources):
         found += [getattr(section, key) for key in source.secrets]
-    return [s.get_secret_value() for s in found if s is not None]
+    return [s.get_secret_value() for s in found if s is not None] + config.store.secrets()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from skbridge.core import claims, rules
@@ -34,7 +34,7 @@ from skbridge.core.model import (
     TellPrivately,
     op_from_row,
 )
-from skbridge.core.states import RESENDABLE, ConvState, OutboxState
+from skbridge.core.states import RESENDABLE, ConvState
 from skbridge.core.text import escape_for_slack, escape_unencodable
 from skbridge.errors import Unstorable
 from skbridge.ids import ChannelId, SlackUserId, SourceName
@@ -81,6 +81,9 @@ class Intake:
         self._submit = submit
         self._clock = clock
         self._on_store_state = on_store_state
+        self.fences: dict[SourceName, Callable[[Tx], Awaitable[None]]] = {}
+        """Per source, a check that this instance still holds its poller's lease, run in
+        the transaction that stores a batch (LeaseLost: the batch is not stored)."""
 
     # --- upstreams ------------------------------------------------------------------------
 
@@ -118,6 +121,8 @@ class Intake:
         now = self._clock()
         rows: list[OutboxRow] = []
         async with self._db.write() as tx:
+            if fence := self.fences.get(source):
+                await fence(tx)
             for arrival in arrivals:
                 if apart:
                     rows += await self._arrival_apart(tx, source, arrival, now)
@@ -409,7 +414,8 @@ class Intake:
             return []
         if isinstance(op, SendToCustomer):
             op = dataclasses.replace(op, resend_of=original.id)
-        await q.set_outbox_state(tx, original.id, OutboxState.RESENT, now)
+        if not await q.take_for_resend(tx, original.id, now):
+            return []  # another instance took the same click first
         log.info("sent again", extra={"row": original.id, "user": click.user_id})
         return await q.enqueue(tx, original.conversation_id, [op], now)
 

@@ -8,6 +8,10 @@ length delays work but never loses it; a permanent refusal parks the item with i
 error (reported, and offered to be sent again) and the lane moves on. Only the head
 of a lane can be in flight, so after a restart only lane heads need a look before
 they are retried.
+
+A lane runs only while this instance claims it (:mod:`skbridge.lanes`), and reads its
+rows from the database each time it starts or runs dry: work stored by another
+instance joins it there, and a lane lost to another instance stops at once.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from skbridge.errors import (
     Refused,
     StoreUnavailable,
     StoreUnusable,
+    Unstorable,
 )
 from skbridge.health import Health
 from skbridge.ids import OutboxId
+from skbridge.lanes import LaneClaims
 from skbridge.store import Store
 from skbridge.store import queries as q
 from skbridge.store.persist import persist, until_stored
@@ -54,6 +60,7 @@ class Outbox:
         db: Store,
         executor: Executor,
         *,
+        claims: LaneClaims,
         policy: retry.Policy = retry.OUTBOX,
         health: Health | None = None,
     ) -> None:
@@ -64,6 +71,13 @@ class Outbox:
         self._lanes: dict[str, deque[OutboxRow]] = {}
         self._running: set[str] = set()
         self._suspect: set[OutboxId] = set()
+        self._claims = claims
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wanted: set[str] = set()
+        """Lanes with work to start (their rows are read when they start)."""
+        self._again: set[str] = set()
+        """Running lanes that were given work since they last read their rows."""
+        self._taken_over: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self.idle = asyncio.Event()
@@ -88,10 +102,38 @@ class Outbox:
 
     def submit(self, rows: list[OutboxRow]) -> None:
         for row in rows:
-            self._lanes.setdefault(row.lane, deque()).append(row)
+            if row.lane in self._running:
+                self._again.add(row.lane)
+            else:
+                self._lanes.setdefault(row.lane, deque()).append(row)
+                self._wanted.add(row.lane)
         if rows:
             self.idle.clear()
             self._wake.set()
+
+    def wake(self, lanes: set[str]) -> None:
+        """Start ``lanes``: they have work in the database this instance may not know of."""
+        self._wanted |= lanes - self._running
+        self.idle.clear()
+        self._wake.set()
+
+    def lose(self, lanes: set[str]) -> None:
+        """Another instance runs ``lanes`` now: stop them here, forget their rows."""
+        for lane in lanes:
+            rows = self._lanes.pop(lane, None)
+            if task := self._tasks.get(lane):
+                task.cancel()
+                if rows:  # its head may be half done: whoever runs it next looks first
+                    self._suspect.add(rows[0].id)
+            self._wanted.discard(lane)
+
+    def busy(self) -> set[str]:
+        """Lanes running or about to."""
+        return self._running | self._wanted
+
+    @property
+    def running(self) -> set[str]:
+        return set(self._running)
 
     async def run(self) -> None:
         """Start lanes as work arrives, until cancelled."""
@@ -101,12 +143,29 @@ class Outbox:
                 self._wake.clear()
                 if self._stopping:
                     continue
-                for lane, rows in self._lanes.items():
-                    if rows and lane not in self._running:
-                        self._running.add(lane)
-                        group.create_task(self._lane(lane), name=f"lane {lane}")
+                ready = sorted(self._wanted - self._running)
+                self._wanted.clear()
+                granted = await self._claim(ready)
+                for lane in ready:
+                    if lane not in granted:
+                        self._lanes.pop(lane, None)  # its holder runs it
+                        continue
+                    if granted[lane]:
+                        self._taken_over.add(lane)
+                    self._running.add(lane)
+                    self._tasks[lane] = group.create_task(self._lane(lane), name=f"lane {lane}")
                 if not self._running:
                     self.idle.set()
+
+    async def _claim(self, lanes: list[str]) -> dict[str, bool]:
+        if not lanes:
+            return {}
+        try:
+            return await self._claims.claim(lanes)
+        except StoreUnavailable as exc:
+            # Left for the claims keeper, which looks for lanes with work.
+            log.error("lanes not claimed", extra={"lanes": len(lanes), "error": str(exc)})
+            return {}
 
     async def drain(self, deadline: float) -> bool:
         """Stop starting work; wait for work in flight. True if everything in flight finished."""
@@ -122,17 +181,35 @@ class Outbox:
         return True
 
     async def _lane(self, lane: str) -> None:
-        rows = self._lanes[lane]
+        rows = self._lanes.setdefault(lane, deque())
+        rows.clear()  # what was submitted is in the database, with anything stored elsewhere
         try:
-            while rows and not self._stopping:
-                row = rows[0]
-                await self._deliver(row)
+            while not self._stopping:
+                if not rows:
+                    self._again.discard(lane)
+                    rows.extend(await self._read(lane))
+                    if not rows:
+                        if lane in self._again:
+                            continue
+                        break
+                if not self._claims.holds(lane):
+                    break
+                await self._deliver(rows[0])
                 rows.popleft()
         finally:
             self._running.discard(lane)
+            self._tasks.pop(lane, None)
             if not rows:
                 self._lanes.pop(lane, None)
             self._wake.set()
+
+    async def _read(self, lane: str) -> list[OutboxRow]:
+        rows = await until_stored(lambda: q.unfinished_in_lane(self._db, lane), what="lane")
+        if lane in self._taken_over:
+            self._taken_over.discard(lane)
+            if rows:  # its previous holder may have had the head in flight
+                self._suspect.add(rows[0].id)
+        return rows
 
     async def _deliver(self, row: OutboxRow) -> None:
         """Carry out one row, retrying as its failures deserve, until it is finished.
@@ -160,6 +237,9 @@ class Outbox:
                 continue
             except StoreUnusable:
                 raise  # a damaged database is no item's fault: the daemon stops for the operator
+            except Unstorable as exc:  # the item holds what the store refuses (NUL, on
+                await self._park(row, _describe(exc))  # PostgreSQL): no retry helps
+                return
             except Refused as exc:
                 await self._park(row, _describe(exc))
                 return

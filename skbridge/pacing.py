@@ -10,8 +10,27 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from skbridge import retry
+
+
+class Pace(Protocol):
+    """What a caller paces itself with: this module's Pacer, or one shared by instances
+    (:mod:`skbridge.shared_pacing`)."""
+
+    async def acquire(self, key: str = "") -> None: ...
+
+    def hold(self, key: str, seconds: float) -> None: ...
+
+
+PaceFactory = Callable[[str, "float | None", int], Pace]
+"""Makes a pacer: (name, calls a second, burst)."""
+
+
+def local(name: str, rate: float | None, burst: int) -> Pace:
+    """A pacer for this process alone."""
+    return Pacer(rate, burst)
 
 
 @dataclass(slots=True)

@@ -29,21 +29,24 @@ from skbridge.chores import Chores
 from skbridge.config import Config, load_config, secrets
 from skbridge.core.model import ReportOutage
 from skbridge.deliver import Deliverer
-from skbridge.errors import ConfigError, DeliveryError, Refused
+from skbridge.errors import ConfigError, DeliveryError, Refused, StoreUnavailable
 from skbridge.gravatar import Gravatar
 from skbridge.health import Health, Outage
 from skbridge.ids import SourceName
 from skbridge.intake import Intake, cursor_key
+from skbridge.lanes import LaneClaims
+from skbridge.leases import Lease, Leases, instance_id
 from skbridge.notify import Notifier
 from skbridge.outbox import Outbox
+from skbridge.shared_pacing import pacer_for
 from skbridge.slack import errors as slack_errors
 from skbridge.slack.files import SlackFiles
 from skbridge.slack.socket import SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.slack.workspace import Agents, Workspace
-from skbridge.store import Store, Tx, figures, open_store, sqlite_url
+from skbridge.store import Store, Tx, figures, open_store
 from skbridge.store import queries as q
-from skbridge.store.persist import persist
+from skbridge.store.persist import persist, until_stored
 from skbridge.upstreams import Services, Upstream, registry
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,8 @@ class Service:
         self.db: Store | None = None
         self.upstreams: dict[SourceName, Upstream] = {}
         self.health = Health(clock)
+        self.instance = instance_id()
+        self.leases: Leases | None = None
         logs.add_secrets(secrets(config))
 
     def stop(self) -> None:
@@ -95,7 +100,12 @@ class Service:
 
     async def _run(self) -> None:
         config = self.config
-        db = self.db = await open_store(sqlite_url(config.store.path))
+        self.notifier.status("opening the database")
+        location = config.store.location
+        db = await self._until_connected("the database", lambda: open_store(location))
+        if db is None:
+            return
+        self.db = db
         timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
         try:
             async with (
@@ -112,13 +122,22 @@ class Service:
     ) -> None:
         config = self.config
         health = self.health
-        web = SlackWeb(config.slack, session, health)
+        leases = self.leases = Leases(db, self.instance, config.store.lease_seconds)
+        await until_stored(leases.start, what="instance")
+        workspace: Workspace | None = None
+
+        def dispatch_channel(channel: str) -> bool:
+            return bool(workspace and workspace.dispatch and workspace.dispatch.id == channel)
+
+        pace = pacer_for(db, shared_channel=dispatch_channel)
+        serial = (lambda: leases.exclusive("slack:create-channel")) if db.shared else None
+        web = SlackWeb(config.slack, session, health, pace=pace, serial=serial)
         self.notifier.status("connecting to Slack")
         workspace = await self._until_connected("slack", lambda: _workspace(web, config))
         if workspace is None:
             return
         gravatar = Gravatar(config.gravatar, http)
-        services = Services(http, health, avatar_for=gravatar.identicon, store=db)
+        services = Services(http, health, avatar_for=gravatar.identicon, store=db, pace=pace)
         upstreams = self.upstreams = registry.build(config.sources, services)
         for upstream in upstreams.values():
             if await self._until_connected(upstream.name, upstream.check) is None:
@@ -126,7 +145,8 @@ class Service:
         agents = Agents(web, gravatar)
         files = SlackFiles(web, http, config.slack)
         deliverer = Deliverer(db, workspace, agents, upstreams, files, config.slack, self._clock)
-        outbox = self.outbox = Outbox(db, deliverer, health=health)
+        claims = LaneClaims(db, self.instance, config.store.lease_seconds)
+        outbox = self.outbox = Outbox(db, deliverer, claims=claims, health=health)
         intake = Intake(
             db,
             outbox.submit,
@@ -152,9 +172,11 @@ class Service:
             work = group.create_task(outbox.run(), name="outbox")
             receivers = [group.create_task(socket.run(), name="socket mode")]
             for name, upstream in upstreams.items():
-                cursor = await q.get_setting(db, cursor_key(name))
-                receivers.append(group.create_task(upstream.run(intake, cursor), name=name))
+                poll = functools.partial(_poll, db, intake, leases, upstream)
+                held = leases.hold(f"upstream:{name}", poll, task=name)
+                receivers.append(group.create_task(held, name=f"lease {name}"))
             helpers = [
+                group.create_task(claims.keep(outbox.busy, outbox.lose, outbox.wake), name="lanes"),
                 group.create_task(self._announce_ready(socket), name="ready"),
                 group.create_task(self._heartbeat(), name="heartbeat"),
                 group.create_task(chores.run(), name="chores"),
@@ -176,6 +198,7 @@ class Service:
             if not await outbox.drain(SHUTDOWN_DEADLINE):
                 log.warning("work in flight left for the next start")
             work.cancel()
+            await _give_back(leases, claims, outbox.running)
 
     async def _until_connected(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T | None:
         return await _until_connected(what, self._stop, attempt, self.notifier)
@@ -291,6 +314,31 @@ async def _record_reconnects(tx: Tx, by: int) -> None:
     await figures.count(tx, RECONNECTS, {}, by)
 
 
+async def _poll(
+    db: Store, intake: Intake, leases: Leases, upstream: Upstream, lease: Lease
+) -> None:
+    """Receive from ``upstream`` while this instance holds its lease: every batch is
+    stored only if the lease is still ours (the fence), starting from the cursor that
+    the previous holder stored last."""
+    intake.fences[upstream.name] = lambda tx: leases.fence(tx, lease)
+    try:
+        key = cursor_key(upstream.name)
+        cursor = await until_stored(lambda: q.get_setting(db, key), what="cursor")
+        await upstream.run(intake, cursor)
+    finally:
+        intake.fences.pop(upstream.name, None)
+
+
+async def _give_back(leases: Leases, claims: LaneClaims, running: set[str]) -> None:
+    """A clean stop: other instances take over at once. A lane still running is left to
+    expire, so that whoever takes it looks before acting on its head."""
+    try:
+        await claims.release(claims.held - running, only_empty=False)
+        await leases.release_all()
+    except StoreUnavailable as exc:
+        log.warning("leases left to expire", extra={"error": str(exc)})
+
+
 async def _record_outages(
     outages: list[Outage], reports: list[ReportOutage], now: float, tx: Tx
 ) -> list[q.OutboxRow]:
@@ -320,11 +368,12 @@ async def _until_connected(
                     source.refused_key(exc), f"{source.label} refused it ({said})"
                 ) from None
             raise
-        except DeliveryError as exc:
+        except (DeliveryError, StoreUnavailable) as exc:
             failures += 1
             delay = retry.RECONNECT.delay(failures)
             log.warning(f"cannot reach {what}", extra={"error": str(exc), "retry_in": delay})
-            notifier.status(f"cannot reach {what} ({exc.code}); retrying")
+            code = exc.code if isinstance(exc, DeliveryError) else str(exc)
+            notifier.status(f"cannot reach {what} ({code}); retrying")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()

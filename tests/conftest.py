@@ -1,4 +1,10 @@
-"""Fixtures: the fakes, a config file pointing at them, and the real daemon."""
+"""Fixtures: the fakes, a config file pointing at them, and the real daemon.
+
+The store engine is a fixture too (``store_engine``): modules that list
+``STORE_ENGINES = ("sqlite", "postgresql")`` run each test on both, against a real
+PostgreSQL server started once per session (a fresh database per test);
+``@pytest.mark.engines("sqlite")`` narrows one test.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,47 @@ from pathlib import Path
 import pytest
 
 from skbridge import retry
+from skbridge.store import sqlite_url
 from skbridge.testing import dovecot as imap
+from skbridge.testing import postgres
 from skbridge.testing.dovecot import Dovecot, DovecotMissing
 from skbridge.testing.harness import Daemon, Fakes, Mailboxes, fakes
 from skbridge.testing.smtp_server import RecordingSMTP
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_engine" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("engines")
+        engines = only.args if only else getattr(metafunc.module, "STORE_ENGINES", ("sqlite",))
+        metafunc.parametrize("store_engine", engines, indirect=True)
+
+
+@pytest.fixture
+def store_engine(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """One real PostgreSQL cluster for the session; missing binaries fail, never skip,
+    unless SKBRIDGE_SKIP_POSTGRESQL=1 says so."""
+    if postgres.skipped():
+        pytest.skip(f"{postgres.SKIP_ENV} is set")
+    server = postgres.PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def store_url(store_engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store for one test: an SQLite file, or a new PostgreSQL database."""
+    if store_engine == "postgresql":
+        server: postgres.PostgresServer = request.getfixturevalue("postgres_server")
+        return server.create_database()
+    return sqlite_url(tmp_path / "skbridge.db")
 
 
 @pytest.fixture(autouse=True)
@@ -34,8 +77,11 @@ def fast_retries() -> Iterator[None]:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[Fakes]:
+async def world(store_engine: str, request: pytest.FixtureRequest) -> AsyncIterator[Fakes]:
+    """The fakes; their configs point at a fresh PostgreSQL database on that engine."""
     async with fakes() as f:
+        if store_engine == "postgresql":
+            f.store_url = request.getfixturevalue("store_url")
         yield f
 
 

@@ -20,6 +20,9 @@ from skbridge.testing.harness import (
     texts,
 )
 
+STORE_ENGINES = ("sqlite", "postgresql")
+"""Every test here runs on both engines (tests/conftest.py)."""
+
 
 async def test_first_message_creates_a_channel_under_the_customers_name(
     world: Fakes, daemon: Daemon

@@ -20,6 +20,8 @@ from skbridge.testing.harness import (
     texts,
 )
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 
 

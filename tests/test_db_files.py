@@ -153,7 +153,9 @@ BAD_FILES: dict[str, tuple[Callable[[Path], None], str, str]] = {
     # name: (spoiler, what the line says is wrong, what it says to do)
     "random bytes": (random_bytes, "not an SQLite database", RESTORE),
     "truncated": (truncated, "damaged (database disk image is malformed)", RESTORE),
-    "garbled pages": (garbled, "damaged (database disk image is malformed)", RESTORE),
+    # SQLite's own words vary with the page it meets first (VACUUM INTO says it cannot
+    # open the copy): what counts is that the file is called damaged.
+    "garbled pages": (garbled, "damaged (", RESTORE),
     "zero length": (empty, "empty (0 bytes)", "delete the file if this really is a new install"),
     "newer schema": (newer_schema, "is newer than this skbridge", "upgrade skbridge"),
 }

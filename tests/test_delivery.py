@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
+from skbridge.store import open_store
 from skbridge.testing.harness import (
     ADA,
     ALICE,
@@ -18,6 +18,9 @@ from skbridge.testing.harness import (
     say,
     texts,
 )
+
+STORE_ENGINES = ("sqlite", "postgresql")
+"""Every test here runs on both engines (tests/conftest.py)."""
 
 
 async def test_messages_sent_while_stopped_arrive_once_after_restart(
@@ -149,9 +152,9 @@ async def test_malformed_upstream_update_is_parked_and_does_not_block(
     say(world, "m1")
     await world.slack.wait_for(lambda: len(world.slack.messages(channel)) == 2)
     await daemon.stop()
-    db = sqlite3.connect(config_path.parent / "skbridge.db")
-    [(origin, error)] = db.execute("SELECT origin, error FROM parked_input").fetchall()
-    db.close()
+    db = await open_store(daemon.config.store.location, read_only=True)
+    [(origin, error)] = await db.all("SELECT origin, error FROM parked_input")
+    await db.close()
     assert origin == "telegram" and "malformed" in error
 
 

@@ -15,6 +15,8 @@ from skbridge.testing.harness import (
     texts,
 )
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
 
 def edit(world: Fakes, message_id: int, text: str) -> int:
     return world.telegram.customer_edits(ADA, message_id, text, first_name="Ada")

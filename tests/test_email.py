@@ -13,6 +13,8 @@ from skbridge.testing.harness import (
 )
 from skbridge.testing.smtp_server import RecordingSMTP
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
 
 async def test_customer_mail_opens_a_channel_and_tells_dispatch(
     world: Fakes, dovecot: Dovecot, email_daemon: Daemon

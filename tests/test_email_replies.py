@@ -8,6 +8,8 @@ from skbridge.testing.dovecot import Dovecot, mail
 from skbridge.testing.harness import ALICE, Daemon, Fakes, mail_channel
 from skbridge.testing.smtp_server import DROP, RecordingSMTP
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
 
 def button(message: Any) -> dict[str, Any]:
     return next(e for b in message.blocks or [] if b["type"] == "actions" for e in b["elements"])

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,6 +27,8 @@ from skbridge.testing.harness import (
     dispatch_notices,
     first_message,
 )
+
+STORE_ENGINES = ("sqlite", "postgresql")
 
 MINUTE = 60.0
 
@@ -73,7 +76,7 @@ async def test_first_reply_times_openings_and_who_waits_are_reported(
         world.telegram.customer_says(ADA, "back", first_name="Ada", last_name="Lovelace")
         await world.slack.wait_for(lambda: len(dispatch_notices(world)) == 3)
         await daemon.wait_idle()
-        status = await read_status(tmp_path / "skbridge.db", now=clock())
+        status = await read_status(world.store_url or tmp_path / "skbridge.db", now=clock())
     finally:
         await daemon.stop()
     day = status.figures["last_24h"]
@@ -151,11 +154,18 @@ async def test_metrics_are_printed_from_the_database(
     assert found[("skbridge_unanswered", ())] == 0
 
 
-def reconnects(path: Path) -> float:
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        row = conn.execute(
-            "SELECT value FROM counters WHERE name = 'skbridge_socket_reconnects_total'"
-        ).fetchone()
+RECONNECTS = "SELECT value FROM counters WHERE name = 'skbridge_socket_reconnects_total'"
+
+
+def reconnects(world: Fakes, tmp_path: Path) -> float:
+    """The recorded count, read as a second process would (a sync predicate for wait_for)."""
+    if world.store_url is not None:
+        with psycopg.connect(world.store_url) as pg:
+            row = pg.execute(RECONNECTS).fetchone()
+    else:
+        uri = f"file:{tmp_path / 'skbridge.db'}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True)) as conn:
+            row = conn.execute(RECONNECTS).fetchone()
     return float(row[0]) if row else 0.0
 
 
@@ -179,7 +189,7 @@ async def test_the_daemon_serves_metrics_on_a_loopback_address(
         await world.slack.drop_connections()
         await world.slack.wait_for(lambda: world.slack.connections_opened > opened)
         # The reconnect is recorded just after it happens.
-        await world.slack.wait_for(lambda: reconnects(tmp_path / "skbridge.db") == 1)
+        await world.slack.wait_for(lambda: reconnects(world, tmp_path) == 1)
         async with httpx.AsyncClient() as client:
             found = samples((await client.get(f"http://127.0.0.1:{port}/metrics")).text)
         assert found[("skbridge_messages_total", (("direction", "in"), ("source", "telegram")))]

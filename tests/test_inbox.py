@@ -21,6 +21,8 @@ from skbridge.testing.harness import (
     texts,
 )
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
 CARD = "Ada Lovelace · Telegram · @ada · language: en"
 
 

@@ -100,6 +100,8 @@ async def test_status_while_running_shows_states_backlog_replies_and_parked_work
         "unanswered     1 waiting, oldest first: Ada Lovelace (#sk-ada-lovelace) for "
     )
     assert lines[12].startswith("last activity  20") and lines[12].endswith("(0 minutes ago)")
+    assert lines[13].startswith("instance       ")
+    assert ": upstream:telegram; " in lines[13]  # it polls; lanes are counted on PostgreSQL
 
 
 async def test_status_json_is_the_same_report(
@@ -110,6 +112,8 @@ async def test_status_json_is_the_same_report(
     await daemon.wait_idle()
     report = json.loads(await status(config_path, capsys, "--json"))
     last = report.pop("last_activity")
+    [instance] = report.pop("instances")
+    assert ": upstream:telegram; " in instance  # this daemon polls Telegram
     assert report == {
         "database": str(config_path.parent / "skbridge.db"),
         "conversations": {"open": 1, "archived": 0, "opening": 0, "reopening": 0, "gone": 0},
@@ -145,5 +149,5 @@ async def test_status_json_is_the_same_report(
     }
     later = datetime.fromisoformat(last).timestamp() + 185
     text = to_text(await read_status(config_path.parent / "skbridge.db", now=later))
-    assert text.endswith(f"last activity  {last} (3 minutes ago)")
+    assert f"last activity  {last} (3 minutes ago)\ninstance       " in text
     assert "parked work    none\nparked input   none" in text

@@ -21,6 +21,9 @@ from skbridge.testing.harness import (
 
 MINUTE = 60.0
 
+STORE_ENGINES = ("sqlite", "postgresql")
+"""Every test here runs on both engines (tests/conftest.py)."""
+
 
 class Clock:
     """Real time, plus whatever the test lets pass in an instant."""
@@ -60,7 +63,7 @@ async def test_an_hour_long_slack_outage_loses_nothing_and_is_reported_once(
         await world.slack.wait_for(lambda: "Slack has failed for 60 min" in service.status_line())
         assert "(http_503); " in service.status_line()
         assert service.status_line().endswith("messages waiting")
-        report = to_text(await read_status(tmp_path / "skbridge.db", now=clock()))
+        report = to_text(await read_status(daemon.config.store.location, now=clock()))
         assert "OUTAGE         Slack has failed for 60 min" in report
 
         world.slack.end_outage()
@@ -72,7 +75,7 @@ async def test_an_hour_long_slack_outage_loses_nothing_and_is_reported_once(
         back = dispatch_notices(world)[-1].text
         assert "Slack is answering again after 60 min" in back and "http_503" in back
         assert "set aside" not in " ".join(m.text for m in dispatch_notices(world))
-        assert "OUTAGE" not in to_text(await read_status(tmp_path / "skbridge.db"))
+        assert "OUTAGE" not in to_text(await read_status(daemon.config.store.location))
         assert "Slack has failed" not in service.status_line()
     finally:
         await daemon.stop()

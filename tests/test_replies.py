@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, click, first_message, texts
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
 PARTS = [f"P{n} " + "x" * 3000 for n in (1, 2, 3)]
 REPLY = "\n".join(PARTS)
 SENT = ["Alice: " + PARTS[0], PARTS[1], PARTS[2]]

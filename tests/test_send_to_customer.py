@@ -14,6 +14,8 @@ from skbridge.core.rules import NOTHING_TO_SEND, SHORTCUT_NO_POWER
 from skbridge.testing.fake_telegram_files import PHOTO_LIMIT, UPLOAD_LIMIT
 from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, first_message
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"picture" * 100
 PDF = b"%PDF-1.7 invoice"
 
@@ -262,6 +264,7 @@ async def test_a_file_deleted_before_it_went_is_reported(world: Fakes, daemon: D
     assert "the file is no longer in Slack" in last(world, channel)
 
 
+@pytest.mark.engines("sqlite")  # another process holding the write lock
 async def test_a_shortcut_not_stored_before_slacks_deadline_is_never_acked_or_sent(
     world: Fakes, daemon: Daemon, config_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -14,6 +14,9 @@ import pytest
 
 from skbridge.testing.harness import ALICE, Fakes, first_message
 
+STORE_ENGINES = ("sqlite", "postgresql")
+"""SIGHUP and the rest of systemd's protocol work the same on both engines."""
+
 
 class NotifySocket:
     """A datagram socket standing in for systemd's $NOTIFY_SOCKET."""

@@ -20,21 +20,25 @@ from skbridge.store import Store, Tx, open_store, sqlite_url
 from skbridge.store import queries as q
 from skbridge.store.finish import FinishMarks
 from skbridge.store.migrations import MIGRATIONS
+from skbridge.testing.postgres import PostgresServer
 
 ADA = Customer(SourceName("telegram"), UpstreamUserId("1"), "Ada")
 
 
-ENGINES = ("sqlite",)
+ENGINES = ("sqlite", "postgresql")
 """Every store engine; each test below runs on each."""
 
 
-def url_for(engine: str, tmp_path: Path) -> str:
-    return {"sqlite": sqlite_url(tmp_path / "state" / "skbridge.db")}[engine]
+def url_for(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if engine == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        return server.create_database()
+    return sqlite_url(tmp_path / "state" / "skbridge.db")
 
 
 @pytest.fixture(params=ENGINES)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    store = await open_store(url_for(request.param, tmp_path))
+    store = await open_store(url_for(request.param, tmp_path, request))
     yield store
     await store.close()
 

@@ -83,7 +83,7 @@ async def run_checks(config: Config) -> list[Result]:
         services = Services(http, Health())
         for source, section in registry.configured(config.sources):
             results.append(await _upstream(source, source.build(section, services)))
-    results.append(await database(config.store.path))
+    results.append(await database(config.store.location))
     return results
 
 

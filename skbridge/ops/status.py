@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from skbridge.core.idle import DAY
 from skbridge.core.states import ConvState, OutboxState
 from skbridge.core.text import duration
 from skbridge.slack import messages
-from skbridge.store import Reader, figures, open_store, report, url_of
+from skbridge.store import Reader, figures, leasing, open_store, report, url_of
 from skbridge.store import queries as q
 from skbridge.store.queries import outages_from
 
@@ -66,6 +66,9 @@ class Status:
     unanswered: list[dict[str, Any]]
     """Conversations whose customer waits for an answer, oldest first (at most 10)."""
     unanswered_total: int
+    instances: list[str] = field(default_factory=list)
+    """Each running instance, with the leases it holds (``upstream:telegram``) and how
+    many lanes: who polls and who delivers, when several share the database."""
 
 
 async def read_status(where: Path | str, now: float | None = None) -> Status:
@@ -133,7 +136,14 @@ async def _gather(r: Reader, where: str, now: float) -> Status:
             for w in unanswered
         ],
         unanswered_total=unanswered_total,
+        instances=[_instance(h) for h in await leasing.holdings(r)],
     )
+
+
+def _instance(h: leasing.Holding) -> str:
+    held = ", ".join(h.leases) or "no upstream (standby)"
+    lanes = f"{h.lanes} lane{'' if h.lanes == 1 else 's'}"
+    return f"{h.instance} (seen {h.seen_ago:.0f} s ago): {held}; {lanes}"
 
 
 def _what(kind: str, conv_id: int | None, customer: str | None) -> str:
@@ -183,6 +193,7 @@ def to_text(status: Status) -> str:
         minutes = status.minutes_since_activity
         ago = f"{minutes} minute{'' if minutes == 1 else 's'} ago"
         lines.append(f"last activity  {status.last_activity} ({ago})")
+    lines += [f"instance       {line}" for line in status.instances] or ["instances      none"]
     return "\n".join(lines)
 
 

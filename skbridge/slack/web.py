@@ -8,8 +8,11 @@ skbridge's error tree here, and posts are paced per channel at Slack's rate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +25,7 @@ from skbridge.config import SlackConfig
 from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
 from skbridge.health import Health
 from skbridge.ids import ChannelId, MessageTs, SlackUserId
-from skbridge.pacing import Pacer
+from skbridge.pacing import PaceFactory, local
 from skbridge.slack import errors as slack_errors
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,9 @@ class SlackWeb:
         config: SlackConfig,
         session: aiohttp.ClientSession,
         health: Health | None = None,
+        *,
+        pace: PaceFactory = local,
+        serial: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         def client(token: str) -> AsyncWebClient:
             return AsyncWebClient(
@@ -91,9 +97,10 @@ class SlackWeb:
         self._bot = client(config.bot_token.get_secret_value())
         self._app = client(config.app_token.get_secret_value())
         self._user = client(config.user_token.get_secret_value()) if config.user_token else None
-        self.posts = Pacer(config.posts_per_second, POST_BURST)
-        self.creations = Pacer(config.channels_per_minute / 60, CREATE_BURST)
+        self.posts = pace("slack:post", config.posts_per_second, POST_BURST)
+        self.creations = pace("slack:create", config.channels_per_minute / 60, CREATE_BURST)
         self._create_lock = asyncio.Lock()
+        self._serial = serial or contextlib.nullcontext
         self._health = health or Health()
 
     @property
@@ -193,7 +200,7 @@ class SlackWeb:
     async def create_channel(self, name: str) -> SlackChannel:
         """Create a public channel. Serialised and paced: Slack's Tier 2 allows ~20/min,
         and two concurrent creates can both succeed with the same name."""
-        async with self._create_lock:
+        async with self._create_lock, self._serial():  # here, then across instances
             await self.creations.acquire()
             try:
                 data = await self._call("conversations.create", name=name, is_private=False)

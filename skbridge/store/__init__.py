@@ -1,15 +1,18 @@
 """All state, behind one small interface; this package is the only code that speaks SQL.
 
-A :class:`Store` is opened from a URL (``sqlite:///var/lib/skbridge/skbridge.db``); the
+A :class:`Store` is opened from a URL (``sqlite:///var/lib/skbridge/skbridge.db``,
+``postgresql://skbridge@db.internal/skbridge``); the
 engine for its scheme (:data:`ENGINES`) owns everything particular to one database:
 connections, pragmas, how its errors map onto :mod:`skbridge.errors`, how migrations
 are recorded, backups. The typed queries of :mod:`~skbridge.store.queries` and
 :mod:`~skbridge.store.report` are written once, against :class:`Tx` and
-:class:`Reader`, in SQL every engine runs (``?`` placeholders, ``RETURNING``).
+:class:`Reader`, in SQL every engine runs (``?`` placeholders, ``RETURNING``, and
+``skbridge_now()``: the database's clock, in seconds since the epoch).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -45,10 +48,17 @@ class Store(Reader, Protocol):
 
     where: str
     """What to call it in messages: the file, or the server without its password."""
+    shared: bool
+    """Whether other instances, on other machines, may use it at the same time."""
 
     def write(self, deadline: float | None = None) -> AbstractAsyncContextManager[Tx]:
         """A write transaction, committed when the block ends; with a ``deadline`` (event
         loop clock) it is given up rather than committed late (TooLate)."""
+
+    async def write_one(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """One statement committed on its own, its rows returned; for bookkeeping whose
+        loss in a crash costs nothing (shared pacing), so it may skip the wait for the
+        other writes of this instance where the engine allows."""
 
     def snapshot(self) -> AbstractAsyncContextManager[Reader]:
         """Reads that all see one committed state (a report's figures agree)."""
@@ -87,18 +97,25 @@ class Engine(Protocol):
         """For ``skbridge check``: whether the daemon can use it (ok, what, what to do)."""
 
 
+ENGINES = {
+    "sqlite": "skbridge.store.sqlite",
+    "postgresql": "skbridge.store.postgresql",
+    "postgres": "skbridge.store.postgresql",
+}
+"""URL scheme: the module of its engine."""
+
+
 def engine(url: str) -> Engine:
     """The engine for ``url``'s scheme; ConfigError for a scheme skbridge does not know."""
-    # Imported here: the engines import the interface above.
-    from skbridge.store import sqlite
-
-    engines: dict[str, Engine] = {"sqlite": sqlite}
-    found = engines.get(scheme(url))
-    if found is None:
+    # Imported here, and only the one asked for: the engines import the interface above,
+    # and an SQLite installation need not load a PostgreSQL driver.
+    module = ENGINES.get(scheme(url))
+    if module is None:
         from skbridge.errors import ConfigError
 
-        known = ", ".join(f"{name}://" for name in engines)
+        known = ", ".join(f"{name}://" for name in ENGINES)
         raise ConfigError("store", f"unknown database URL scheme {scheme(url)!r} (known: {known})")
+    found: Engine = importlib.import_module(module)
     return found
 
 

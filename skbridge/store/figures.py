@@ -33,7 +33,7 @@ def _key(labels: Labels) -> str:
 async def count(tx: Tx, name: str, labels: Labels, by: float = 1.0) -> None:
     await tx.execute(
         "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
-        "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+        "ON CONFLICT (name, labels) DO UPDATE SET value = counters.value + excluded.value",
         (name, _key(labels), by),
     )
 
@@ -54,7 +54,7 @@ async def observe(
     rows.append((f"{name}_count", _key(labels), len(values)))
     await tx.execute_many(
         "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
-        "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+        "ON CONFLICT (name, labels) DO UPDATE SET value = counters.value + excluded.value",
         rows,
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from skbridge.core.idle import Idle, Quiet
 from skbridge.core.model import Conversation, Customer, Op, carried_message, op_to_json
-from skbridge.core.states import UNFINISHED, ConvState, OutboxState, PartState
+from skbridge.core.states import RESENDABLE, UNFINISHED, ConvState, OutboxState, PartState
 from skbridge.health import Outage
 from skbridge.ids import (
     ChannelId,
@@ -98,8 +98,8 @@ async def park_input(
     await tx.execute(
         "INSERT INTO parked_kinds (origin, kind, count, last_at, last_from) "
         "VALUES (?, ?, 1, ?, ?) ON CONFLICT (origin, kind) DO UPDATE SET "
-        "count = count + 1, last_at = excluded.last_at, last_from = excluded.last_from, "
-        "report_due = 1",
+        "count = parked_kinds.count + 1, last_at = excluded.last_at, "
+        "last_from = excluded.last_from, report_due = 1",
         (origin, kind, now, sender),
     )
     return due is None or not due[0]
@@ -155,7 +155,8 @@ async def count_ignored(
     await tx.execute(
         "INSERT INTO ignored_input (origin, kind, count, last_at, last_from) "
         "VALUES (?, ?, 1, ?, ?) ON CONFLICT (origin, kind) DO UPDATE SET "
-        "count = count + 1, last_at = excluded.last_at, last_from = excluded.last_from",
+        "count = ignored_input.count + 1, last_at = excluded.last_at, "
+        "last_from = excluded.last_from",
         (origin, kind, now, sender),
     )
 
@@ -412,6 +413,16 @@ async def unfinished(db: Reader) -> list[OutboxRow]:
     return [_outbox(r) for r in rows]
 
 
+async def unfinished_in_lane(db: Reader, lane: str) -> list[OutboxRow]:
+    """A lane's pending or in-flight rows, in order."""
+    rows = await db.all(
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE lane = ? AND state IN ({marks(UNFINISHED)}) "
+        "ORDER BY id",
+        (lane, *sorted(UNFINISHED)),
+    )
+    return [_outbox(r) for r in rows]
+
+
 async def outbox_row(db: Reader, row_id: OutboxId) -> OutboxRow | None:
     row = await db.one(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (row_id,))
     return None if row is None else _outbox(row)
@@ -426,6 +437,16 @@ async def set_outbox_state(
         "WHERE id = ?",
         (state, finished, error, row_id),
     )
+
+
+async def take_for_resend(tx: Tx, row_id: OutboxId, now: float) -> bool:
+    """Mark a row resent if it still may be: of two concurrent clicks, one wins."""
+    changed = await tx.execute(
+        f"UPDATE outbox SET state = ?, finished_at = ? WHERE id = ? "
+        f"AND state IN ({marks(RESENDABLE)})",
+        (OutboxState.RESENT, now, row_id, *sorted(RESENDABLE)),
+    )
+    return changed == 1
 
 
 Posted = tuple[ChannelId, MessageTs]
@@ -578,7 +599,8 @@ async def prune(tx: Tx, now: float, keep_seconds: float) -> None:
     )
     await tx.execute(
         "DELETE FROM transcript WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
-        "(PARTITION BY conversation_id ORDER BY id DESC) AS n FROM transcript) WHERE n > ?)",
+        "(PARTITION BY conversation_id ORDER BY id DESC) AS n FROM transcript) AS ranked "
+        "WHERE n > ?)",
         (TRANSCRIPT_KEPT,),
     )
 
@@ -641,10 +663,17 @@ class Said:
     """As Slack shows it: customer text escaped, agent text in Slack's markup."""
 
 
+def _shown(text: str) -> str:
+    """Text for a line only ever shown: NUL, which no Slack message carries and some
+    engines cannot store, as U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
 async def add_said(tx: Tx, conv_id: ConversationId, said: Said) -> None:
+    direction = "out" if said.outbound else "in"
     await tx.execute(
         "INSERT INTO transcript (conversation_id, at, direction, who, text) VALUES (?, ?, ?, ?, ?)",
-        (conv_id, said.at, "out" if said.outbound else "in", said.who, said.text),
+        (conv_id, said.at, direction, _shown(said.who), _shown(said.text)),
     )
 
 

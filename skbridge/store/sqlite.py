@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -136,6 +137,9 @@ class _Reads:
 class SqliteStore(_Reads):
     """The skbridge database in one SQLite file: one writer, one reader."""
 
+    shared = False
+    """One machine, one instance: a lease an earlier run left is that run's, now over."""
+
     def __init__(
         self, path: Path, writer: aiosqlite.Connection | None, reader: aiosqlite.Connection
     ) -> None:
@@ -184,6 +188,7 @@ class SqliteStore(_Reads):
         except sqlite3.Error as exc:
             raise files.reading_error(path, exc) from exc
         try:
+            await reader.create_function("skbridge_now", 0, _now)
             rows = await reader.execute_fetchall("PRAGMA user_version")
         except BaseException as exc:
             await _close_quietly(reader)
@@ -233,6 +238,10 @@ class SqliteStore(_Reads):
                 raise
         finally:
             self._lock.release()
+
+    async def write_one(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self.write() as tx:
+            return await tx.all(sql, params)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Reader]:
@@ -397,9 +406,15 @@ def _open_failed(path: Path, exc: sqlite3.Error | OSError) -> StoreError:
     return StoreError(f"cannot open {path}: {exc}")
 
 
+def _now() -> float:
+    """``skbridge_now()``: the database's clock, which for a local file is this machine's."""
+    return time.time()
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
+        await conn.create_function("skbridge_now", 0, _now)
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = FULL")

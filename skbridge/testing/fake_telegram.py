@@ -279,6 +279,8 @@ class FakeTelegram(TelegramFiles, Lifecycle):
         self.sent: list[SentMessage] = []
         self.sent_files: list[SentFile] = []
         self.calls: list[tuple[str, JsonDict]] = []
+        self.conflicts = 0
+        """getUpdates calls refused with 409 because another poll was waiting."""
         self.confirmed_offset = 0
         self.hold_polls = True
         """False answers ``getUpdates`` at once even with nothing to send, as a proxy or
@@ -912,6 +914,7 @@ class FakeTelegram(TelegramFiles, Lifecycle):
 
     async def _get_updates(self, params: JsonDict) -> list[Any]:
         if self._poller_waiting:
+            self.conflicts += 1
             raise _ApiError(409, CONFLICT_DESCRIPTION)
         offset = _lenient_int(params.get("offset"), 0)
         limit = min(100, max(1, _lenient_int(params.get("limit"), 100)))

@@ -27,6 +27,8 @@ ALICE = "UALICE"
 BOB = "UBOB"
 ALICE_EMAIL = "Alice@Example.com "
 DISPATCH = "support"
+LEASE_SECONDS = 3
+"""Leases in PostgreSQL test configs: short, so another instance takes over in seconds."""
 ADA = 1001
 """The Telegram user ID of the customer most tests talk to."""
 
@@ -38,6 +40,8 @@ class Fakes:
     gravatar: FakeGravatar
     dispatch_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    store_url: str | None = None
+    """A database URL for every config written (PostgreSQL); None: an SQLite file."""
 
     def config_text(
         self,
@@ -81,12 +85,17 @@ class Fakes:
             f"channels_per_minute = {channels_per_minute}\n"
             f"{sources}"
             "\n[store]\n"
-            f'path = "{db_path}"\n'
+            f"{self._store_line(db_path)}\n"
             "\n[gravatar]\n"
             f'url = "{self.gravatar.url}"\n'
             "\n[log]\n"
             f'level = "{log_level}"\n'
         )
+
+    def _store_line(self, db_path: Path) -> str:
+        if self.store_url is None:
+            return f'path = "{db_path}"'
+        return f'url = "{self.store_url}"\nlease_seconds = {LEASE_SECONDS}'
 
     def write_config(self, directory: Path, **options: object) -> Path:
         path = directory / "config.toml"

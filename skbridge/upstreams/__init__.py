@@ -10,6 +10,7 @@ from skbridge.core.model import Attachment, CustomerMessage
 from skbridge.errors import DeliveryError
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
+from skbridge.pacing import PaceFactory, local
 
 if TYPE_CHECKING:
     import httpx
@@ -114,6 +115,8 @@ class Services:
     """A generated picture for a customer without one, from a stable seed."""
     store: Store | None = None
     """The database, for an upstream that keeps state of its own (email threads)."""
+    pace: PaceFactory = local
+    """Makes the pacers of rate limits; shared by every instance on a shared database."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from skbridge.core.text import UNENCODABLE, encodable, split_text
 from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
 from skbridge.health import Health
 from skbridge.ids import SourceName, UpstreamUserId
-from skbridge.pacing import Pacer
+from skbridge.pacing import PaceFactory, local
 from skbridge.spool import MB, Spool, too_large
 from skbridge.upstreams import Agent, Arrival, Intake, Services, Source
 from skbridge.upstreams.telegram_media import Unsupported, content_of
@@ -92,6 +92,8 @@ class Telegram:
         client: httpx.AsyncClient,
         avatar_for: AvatarFor | None = None,
         health: Health | None = None,
+        *,
+        pace: PaceFactory = local,
     ) -> None:
         self._config = config
         self._health = health or Health()
@@ -99,8 +101,8 @@ class Telegram:
         self._token = config.bot_token.get_secret_value()
         self._base = f"{config.api_url.rstrip('/')}/bot{self._token}"
         self._avatar_for = avatar_for
-        self.per_chat = Pacer(1.0, 3)
-        self.overall = Pacer(30.0, 30)
+        self.per_chat = pace("telegram:chat", 1.0, 3)
+        self.overall = pace("telegram:all", 30.0, 30)
 
     async def _call(
         self, method: str, params: dict[str, Any], seconds: float, files: Files | None = None
@@ -369,7 +371,7 @@ def _refuses(exc: DeliveryError) -> bool:
 
 
 def _build(config: TelegramConfig, services: Services) -> Telegram:
-    return Telegram(config, services.http, services.avatar_for, services.health)
+    return Telegram(config, services.http, services.avatar_for, services.health, pace=services.pace)
 
 
 KIND = Source(

@@ -13,6 +13,7 @@ import copy
 import json
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ class SocketModeMixin(WorkspaceState):
 
     def _setup_socket(self) -> None:
         self.acks: dict[str, dict[str, Any]] = {}
+        self.ack_counts: Counter[str] = Counter()  # an envelope delivered again is acked again
         self.bad_frames: list[str] = []
         self.deliveries: list[dict[str, Any]] = []  # envelopes written to a socket
         self.lost_deliveries: list[dict[str, Any]] = []  # sent into a frozen/dying socket
@@ -130,6 +132,7 @@ class SocketModeMixin(WorkspaceState):
             frame = None
         if isinstance(frame, dict) and isinstance(frame.get("envelope_id"), str):
             self.acks[frame["envelope_id"]] = frame
+            self.ack_counts[frame["envelope_id"]] += 1
         else:
             self.bad_frames.append(text)
         self._notify()
