@@ -24,10 +24,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, limits, proc, replies, report, upstream
+from bench import footprint, limits, proc, relay, replies, report, upstream
 from bench.common import Options
 
-NAMES = ("upstream", "replies", "limits", "footprint")
+NAMES = ("upstream", "replies", "relay", "limits", "footprint")
 QUICK_LIMITS_CUSTOMERS = 12
 
 
@@ -111,8 +111,8 @@ async def _main(args: argparse.Namespace) -> int:
         for n in range(1, count + 1):
             tag = f"{name}-{n}"
             begun = time.monotonic()
-            if name in ("upstream", "replies"):
-                module = upstream if name == "upstream" else replies
+            if name in ("upstream", "replies", "relay"):
+                module = {"upstream": upstream, "replies": replies, "relay": relay}[name]
                 results[name].append(await _measured(partial(module.run, "daemon", options, tag)))
                 floors[name].append(await _measured(partial(module.run, "floor", options, tag)))
             elif name == "footprint":
@@ -144,14 +144,16 @@ def _table(
     floors: dict[str, list[dict[str, float]]],
 ) -> str:
     options = Options(quick=bool(meta["quick"]))
-    up, rp, fp = (
+    up, rp, rl, fp = (
         upstream.Plan.for_options(options),
         replies.Plan.for_options(options),
+        relay.Plan.for_options(options),
         footprint.Plan.for_options(options),
     )
     sections = [
         *report.upstream_sections(up.per_customer, up.paced_rate),
         *report.replies_sections(rp.per_agent, rp.e2e_rate, rp.ack_rate),
+        *report.relay_sections(rl.customers, rl.rate, rl.per_customer),
         *report.limits_sections(int(meta["limits_customers"]), limits.Plan().per_customer),
         *report.footprint_sections(fp.sizes),
     ]

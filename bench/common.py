@@ -53,12 +53,15 @@ CHANNELS_PER_MINUTE = 20.0
 """The daemon's production pacing (skbridge.config.SlackConfig defaults), used in every run."""
 
 
-def write_config(world: World, directory: Path) -> Path:
+def write_config(world: World, directory: Path, *, lifted: bool = False) -> Path:
     """The harness's config for these fakes, with the daemon's real (default) Slack pacing.
 
     The harness turns pacing off by default for tests; benchmarks measure the daemon as
-    it runs in production.
+    it runs in production, except where ``lifted`` asks for the harness's (no pacing):
+    to compare the daemon's own overhead with the floor's.
     """
+    if lifted:
+        return world.fakes(directory).write_config(directory)
     return world.fakes(directory).write_config(
         directory, posts_per_second=POSTS_PER_SECOND, channels_per_minute=CHANNELS_PER_MINUTE
     )
@@ -91,15 +94,17 @@ async def bridge(
     seed: bool = True,
     name: str = "run",
     kill: bool = False,
+    lifted: bool = False,
 ) -> AsyncIterator[Running]:
     """Start the daemon (database seeded with ``people``) or the floor; stop it afterwards.
 
-    ``kill`` ends the daemon with SIGKILL: for runs that leave a backlog on purpose.
+    ``kill`` ends the daemon with SIGKILL: for runs that leave a backlog on purpose;
+    ``lifted`` runs it without Slack pacing (:func:`write_config`).
     """
     if kind == "daemon":
         if seed:
             await seed_database(directory / "skbridge.db", people)
-        child = proc.daemon(write_config(world, directory))
+        child = proc.daemon(write_config(world, directory, lifted=lifted))
     else:
         child = proc.floor(mode, floor_spec(world, people, directory))
     ready = await child.start()
