@@ -173,7 +173,7 @@ def assert_refusal(code: int, lines: list[str], db: Path, problem: str, advice: 
 
 
 async def test_a_failed_open_leaves_no_worker_thread_behind(store: Path) -> None:
-    """aiosqlite's worker is not a daemon thread: one left running kept the process alive."""
+    """The store's thread is not a daemon thread: one left running keeps the process alive."""
     await real_database(store)
     random_bytes(store)
     before = set(threading.enumerate())

@@ -168,9 +168,10 @@ async def test_disk_full_stops_taking_work_and_recovers(
     channel = await first_message(world, "m0")
     await daemon.wait_idle()
     writer = daemon_db._writer  # the one seam a fake cannot reach: SQLite's page limit
+    assert writer is not None
     row = await daemon_db.one("PRAGMA page_count")
     assert row is not None
-    await writer.execute(f"PRAGMA max_page_count = {row[0]}")
+    writer.execute(f"PRAGMA max_page_count = {row[0]}")
     confirmed = world.telegram.confirmed_offset
     for n in range(1, 200):
         say(world, f"m{n} " + "x" * 500)
@@ -179,7 +180,7 @@ async def test_disk_full_stops_taking_work_and_recovers(
     await world.slack.wait_for(lambda: "degraded" in service.status_line())
     assert world.telegram.confirmed_offset == confirmed  # Telegram still holds them
 
-    await writer.execute("PRAGMA max_page_count = 1073741823")
+    writer.execute("PRAGMA max_page_count = 1073741823")
     await world.slack.wait_for(lambda: len(world.slack.messages(channel)) == 200, timeout=30)
     await world.slack.wait_for(lambda: "degraded" not in service.status_line())
     assert [t.split(" ")[0] for t in texts(world.slack, channel)] == [f"m{n}" for n in range(200)]

@@ -1,16 +1,18 @@
 """What only the SQLite engine does, on real files: its pragmas, its schema record, a
-full disk, and a write cancelled while aiosqlite's thread runs BEGIN."""
+full disk, a write cancelled while it waits for the write lock or while its commit runs
+in the store's thread, and statements that never wait on the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from skbridge.errors import StoreError, StoreUnavailable
+from skbridge.errors import StoreError, StoreUnavailable, TooLate
 from skbridge.store import queries as q
 from skbridge.store.migrations import MIGRATIONS
 from skbridge.store.sqlite import SqliteStore
@@ -42,7 +44,8 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 async def test_disk_full_is_store_unavailable(db: SqliteStore) -> None:
     row = await db.one("PRAGMA page_count")
     assert row is not None
-    await db._writer.execute(f"PRAGMA max_page_count = {row[0]}")
+    assert db._writer is not None
+    db._writer.execute(f"PRAGMA max_page_count = {row[0]}")
 
     async def fill() -> None:
         async with db.write() as tx:
@@ -53,21 +56,71 @@ async def test_disk_full_is_store_unavailable(db: SqliteStore) -> None:
         await fill()
 
 
-async def test_a_write_cancelled_while_it_begins_leaves_no_transaction_open(
+@contextlib.contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another connection (as another process would) holds the write lock meanwhile."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+async def write_setting(db: SqliteStore, key: str, deadline: float | None = None) -> None:
+    async with db.write(deadline) as tx:
+        await tx.execute("INSERT INTO settings (key, value) VALUES (?, '1')", (key,))
+
+
+async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_no_transaction_open(
     db: SqliteStore,
 ) -> None:
-    """Cancelled while BEGIN runs in the database thread: the next write still works."""
+    """Cancelled between tries for a lock another connection holds: nothing is stored,
+    and the next write works."""
+    with write_lock_held(db.path):
+        task = asyncio.create_task(write_setting(db, "a"))
+        assert tuple(await db.one("SELECT count(*) FROM settings")) == (0,)  # reads go on
+        await asyncio.sleep(0)  # the task tried once and now waits for the next try
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await write_setting(db, "b")
+    assert await q.get_setting(db, "a") is None
+    assert await q.get_setting(db, "b") == "1"
 
-    async def write() -> None:
-        async with db.write() as tx:
-            await tx.execute("INSERT INTO settings (key, value) VALUES ('a', '1')")
 
-    task = asyncio.create_task(write())
-    await asyncio.sleep(0)  # the task is now waiting on BEGIN IMMEDIATE
+async def test_a_locked_database_ends_a_write_at_its_deadline(db: SqliteStore) -> None:
+    """The wait for another connection's lock happens between tries, not inside SQLite:
+    the event loop runs on, and the deadline ends it."""
+    loop = asyncio.get_running_loop()
+    with write_lock_held(db.path):
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        beside = asyncio.create_task(ticker())
+        with pytest.raises(TooLate):
+            await write_setting(db, "a", deadline=loop.time() + 0.2)
+        beside.cancel()
+    assert ticks > 10
+    assert await q.get_setting(db, "a") is None
+
+
+async def test_a_write_cancelled_while_it_commits_is_stored_and_then_cancelled(
+    db: SqliteStore,
+) -> None:
+    """A commit under way in the store's thread cannot be called back: the cancellation
+    waits for it, the work is stored, and the next write works."""
+    task = asyncio.create_task(write_setting(db, "a"))
+    await asyncio.sleep(0)  # statements ran on the loop; the commit runs in the thread
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    async with db.write() as tx:
-        await tx.execute("INSERT INTO settings (key, value) VALUES ('b', '2')")
-    assert await q.get_setting(db, "a") is None
-    assert await q.get_setting(db, "b") == "2"
+    assert await q.get_setting(db, "a") == "1"
+    await write_setting(db, "b")
+    assert await q.get_setting(db, "b") == "1"

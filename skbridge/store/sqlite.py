@@ -1,11 +1,19 @@
-"""The SQLite engine: one file, opened with aiosqlite, WAL, one writer and one reader.
+"""The SQLite engine: one file, WAL, one writer, one reader and one thread.
 
 SQLite runs in WAL mode with ``synchronous=FULL``: skbridge acknowledges work to Slack
 and Telegram right after a commit, so a commit must survive power loss. Writes go
-through one connection guarded by a lock (aiosqlite serialises statements, not
-transactions); reads use a second connection and never see uncommitted work. A
-read-only store (the operator commands, beside the daemon) opens only a ``mode=ro``
-reader, which can never write and never creates a file.
+through one connection guarded by a lock (one transaction at a time); reads use a
+second connection and never see uncommitted work. A read-only store (the operator
+commands, beside the daemon) opens only a ``mode=ro`` reader, which can never write and
+never creates a file.
+
+Statements run on the event loop, with the standard library's ``sqlite3``: a statement
+on a small database in memory takes microseconds, less than the hop to a thread and
+back, and in WAL mode no read waits for the writer. What can take long runs in the
+store's one thread: each commit (its fsync), opening and migrating, backups and full
+checks. So a write transaction costs one trip to the thread however many statements it
+holds, and the writer never lets SQLite wait on the loop: its busy timeout is 0, and
+``BEGIN IMMEDIATE`` is retried here while another process holds the write lock.
 
 Everything particular to SQLite lives here: pragmas, how its errors map onto
 :mod:`skbridge.errors` (``disk full``, ``locked`` and ``read-only`` become
@@ -24,12 +32,11 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from skbridge.errors import StoreError, StoreUnavailable, StoreUnusable, TooLate, Unstorable
 from skbridge.store import Reader, Row
@@ -41,7 +48,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5_000
 """How long a write waits for another process's lock (without a deadline)."""
 BUSY_SLICE_MS = 50
-"""The writer's SQLite busy timeout: one slice of that wait, so a deadline can end it."""
+"""The longest pause between two tries for the write lock."""
+BUSY_FIRST_PAUSE = 0.001
 _UNAVAILABLE = ("full", "locked", "readonly", "read-only", "disk i/o", "unable to open", "busy")
 
 _UNBINDABLE = (UnicodeEncodeError, OverflowError)
@@ -50,6 +58,7 @@ that does not encode as UTF-8 (a lone surrogate), an integer past 64 bits. It be
 :class:`Unstorable`, so the malformed input is parked instead of stopping the daemon."""
 
 _savepoints = itertools.count()
+T = TypeVar("T")
 
 
 def translate(exc: sqlite3.Error, path: Path | None = None) -> StoreError:
@@ -73,23 +82,22 @@ def _unstorable(exc: Exception) -> Unstorable:
 class SqliteTx:
     """An open write transaction. Only valid inside ``SqliteStore.write()``.
 
-    Each method is one trip to aiosqlite's thread: the write lock is held across every
-    trip, so trips are what bound throughput.
+    Statements run right here, on the event loop: each takes microseconds (the pages are
+    in memory, and the transaction already holds the write lock, so nothing waits).
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         try:
-            cursor = await self._conn.execute(sql, tuple(params))
+            return self._conn.execute(sql, tuple(params)).rowcount
         except _UNBINDABLE as exc:
             raise _unstorable(exc) from exc
-        return cursor.rowcount  # a finished statement's cursor holds nothing open
 
     async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
-            await self._conn.executemany(sql, [tuple(r) for r in rows])
+            self._conn.executemany(sql, [tuple(r) for r in rows])
         except _UNBINDABLE as exc:
             raise _unstorable(exc) from exc
 
@@ -98,27 +106,30 @@ class SqliteTx:
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         try:
-            return list(await self._conn.execute_fetchall(sql, tuple(params)))
+            return self._conn.execute(sql, tuple(params)).fetchall()
         except _UNBINDABLE as exc:
             raise _unstorable(exc) from exc
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         name = f"s{next(_savepoints)}"
-        await self._conn.execute(f"SAVEPOINT {name}")
+        self._conn.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
-            await self._conn.execute(f"ROLLBACK TO {name}")
-            await self._conn.execute(f"RELEASE {name}")
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
             raise
-        await self._conn.execute(f"RELEASE {name}")
+        self._conn.execute(f"RELEASE {name}")
 
 
 class _Reads:
-    """Reads on one connection, their errors translated (a damaged file named)."""
+    """Reads on one connection, their errors translated (a damaged file named).
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    In WAL mode a read never waits for the writer: it runs on the event loop too.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self._path = path
 
@@ -127,7 +138,7 @@ class _Reads:
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         try:
-            return list(await self._conn.execute_fetchall(sql, tuple(params)))
+            return self._conn.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             raise translate(exc, self._path) from exc
         except _UNBINDABLE as exc:
@@ -135,19 +146,29 @@ class _Reads:
 
 
 class SqliteStore(_Reads):
-    """The skbridge database in one SQLite file: one writer, one reader."""
+    """The skbridge database in one SQLite file: one writer, one reader, one thread.
+
+    The thread does what may take long: opening and migrating, each commit (its fsync),
+    backups and full checks. A write transaction is therefore one trip to the thread,
+    however many statements it holds.
+    """
 
     shared = False
     """One machine, one instance: a lease an earlier run left is that run's, now over."""
 
     def __init__(
-        self, path: Path, writer: aiosqlite.Connection | None, reader: aiosqlite.Connection
+        self,
+        path: Path,
+        writer: sqlite3.Connection | None,
+        reader: sqlite3.Connection,
+        thread: ThreadPoolExecutor,
     ) -> None:
         super().__init__(reader, path)
         self.path = path
         self.where = str(path)
         self._writer = writer
         self._reader = reader
+        self._thread = thread
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -157,23 +178,13 @@ class SqliteStore(_Reads):
         Raises StoreUnusable when the file needs the operator (damaged, empty, read-only,
         newer schema) and StoreUnavailable when waiting may help (locked, disk full).
         """
+        thread = _thread()
         try:
-            files.refuse_empty(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            files.refuse_unwritable(path)
-            writer = await _connect(path)
-        except (sqlite3.Error, OSError) as exc:
-            raise _open_failed(path, exc) from exc
-        try:
-            await _migrate(writer, path)
-            await writer.execute(f"PRAGMA busy_timeout = {BUSY_SLICE_MS}")
-            reader = await _connect(path)
-        except BaseException as exc:
-            await _close_quietly(writer)
-            if isinstance(exc, sqlite3.Error):
-                raise _open_failed(path, exc) from exc
+            writer, reader = await _in(thread, _open_sync, path)
+        except BaseException:
+            thread.shutdown(wait=True)
             raise
-        return cls(path, writer, reader)
+        return cls(path, writer, reader, thread)
 
     @classmethod
     async def open_read_only(cls, path: Path) -> SqliteStore:
@@ -182,29 +193,20 @@ class SqliteStore(_Reads):
         SQLite's ``mode=ro`` URI: the connection can never write. In WAL mode it sees
         only committed work and never blocks the daemon's writer.
         """
-        uri = _read_only_uri(path)
+        thread = _thread()
         try:
-            reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise files.reading_error(path, exc) from exc
-        try:
-            await reader.create_function("skbridge_now", 0, _now)
-            rows = await reader.execute_fetchall("PRAGMA user_version")
-        except BaseException as exc:
-            await _close_quietly(reader)
-            if isinstance(exc, sqlite3.Error):
-                raise files.reading_error(path, exc) from exc
+            reader = await _in(thread, _open_read_only_sync, path)
+        except BaseException:
+            thread.shutdown(wait=True)
             raise
-        if not next(iter(rows), (0,))[0]:
-            await _close_quietly(reader)
-            raise StoreError(f"{path} is not an skbridge database (no schema)")
-        return cls(path, None, reader)
+        return cls(path, None, reader, thread)
 
     async def close(self) -> None:
         async with self._lock:
-            await self._reader.close()
+            self._reader.close()
             if self._writer is not None:
-                await self._writer.close()
+                self._writer.close()
+            self._thread.shutdown(wait=True)
 
     @asynccontextmanager
     async def write(self, deadline: float | None = None) -> AsyncIterator[SqliteTx]:
@@ -230,9 +232,9 @@ class SqliteStore(_Reads):
                 yield SqliteTx(writer)
                 if deadline is not None and loop.time() > deadline:
                     raise TooLate("the work ended after the ack deadline")
-                await writer.commit()
+                await _in(self._thread, writer.execute, "COMMIT")
             except BaseException as exc:
-                await _rollback(writer)
+                _rollback(writer)
                 if isinstance(exc, sqlite3.Error):
                     raise translate(exc, self.path) from exc
                 raise
@@ -253,7 +255,7 @@ class SqliteStore(_Reads):
                 yield reads
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):  # the failure is what to report
-                    await self._reader.execute("ROLLBACK")
+                    self._reader.execute("ROLLBACK")
                 raise
             await reads.all("COMMIT")
 
@@ -262,26 +264,101 @@ class SqliteStore(_Reads):
         return int(row[0]) if row else 0
 
     async def integrity_check(self) -> str:
-        rows = await self.all("PRAGMA integrity_check")
-        return "; ".join(str(r[0]) for r in rows) or "no answer"
+        return await self._check("integrity_check")
 
     async def quick_check(self) -> str:
         """SQLite's ``quick_check``: reads every page, so damage no query has met shows."""
-        rows = await self.all("PRAGMA quick_check")
-        return "; ".join(str(r[0]) for r in rows) or "no answer"
+        return await self._check("quick_check")
+
+    async def _check(self, pragma: str) -> str:
+        """A check reads every page: in the thread, on a connection of its own, so the
+        reads on the event loop never wait for it."""
+
+        def check() -> str:
+            with contextlib.closing(
+                _connect(_read_only_uri(self.path), uri=True, pragmas=False)
+            ) as c:
+                rows = c.execute(f"PRAGMA {pragma}").fetchall()
+            return "; ".join(str(r[0]) for r in rows) or "no answer"
+
+        try:
+            return await _in(self._thread, check)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
 
     async def backup_to(self, dest: Path) -> None:
         """A consistent online copy (``VACUUM INTO``: one read transaction), fsynced."""
-        try:
-            await self._reader.execute("VACUUM INTO ?", (str(dest),))
-        except sqlite3.Error as exc:
-            if "already exists" not in str(exc):
-                _unlink(dest)  # a partial copy, e.g. on a full disk
-            if damage := files.damaged(exc):  # read from the source: nothing to copy
-                raise damage.at(self.path) from exc
-            raise StoreError(f"backup to {dest} failed: {exc}") from exc
-        _fsync(dest)
-        _fsync(dest.parent)
+        await _in(self._thread, _backup_sync, self.path, dest)
+
+
+def _thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="skbridge-sqlite")
+
+
+async def _in(thread: ThreadPoolExecutor, work: Callable[..., T], *args: Any) -> T:
+    """Run ``work`` in the store's thread. Cancelled meanwhile, it still waits for the
+    work to end (a commit cannot be called back), then passes the cancellation on."""
+    future = asyncio.get_running_loop().run_in_executor(thread, work, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        raise
+
+
+def _open_sync(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    try:
+        files.refuse_empty(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.refuse_unwritable(path)
+        writer = _connect(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise _open_failed(path, exc) from exc
+    try:
+        _migrate(writer, path)
+        writer.execute("PRAGMA busy_timeout = 0")  # the event loop never waits in SQLite
+        reader = _connect(path)
+    except BaseException as exc:
+        writer.close()
+        if isinstance(exc, sqlite3.Error):
+            raise _open_failed(path, exc) from exc
+        raise
+    return writer, reader
+
+
+def _open_read_only_sync(path: Path) -> sqlite3.Connection:
+    uri = _read_only_uri(path)
+    try:
+        reader = _connect(uri, uri=True, pragmas=False)
+    except sqlite3.Error as exc:
+        raise files.reading_error(path, exc) from exc
+    try:
+        rows = reader.execute("PRAGMA user_version").fetchall()
+    except BaseException as exc:
+        reader.close()
+        if isinstance(exc, sqlite3.Error):
+            raise files.reading_error(path, exc) from exc
+        raise
+    if not next(iter(rows), (0,))[0]:
+        reader.close()
+        raise StoreError(f"{path} is not an skbridge database (no schema)")
+    return reader
+
+
+def _backup_sync(source: Path, dest: Path) -> None:
+    try:
+        with contextlib.closing(_connect(_read_only_uri(source), uri=True, pragmas=False)) as conn:
+            conn.execute("VACUUM INTO ?", (str(dest),))
+    except sqlite3.Error as exc:
+        if "already exists" not in str(exc):
+            _unlink(dest)  # a partial copy, e.g. on a full disk
+        if damage := files.damaged(exc):  # read from the source: nothing to copy
+            raise damage.at(source) from exc
+        raise StoreError(f"backup to {dest} failed: {exc}") from exc
+    _fsync(dest)
+    _fsync(dest.parent)
 
 
 def _read_only_uri(path: Path) -> str:
@@ -367,17 +444,18 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-async def _begin(writer: aiosqlite.Connection, deadline: float | None) -> None:
+async def _begin(writer: sqlite3.Connection, deadline: float | None) -> None:
     """``BEGIN IMMEDIATE``, retried while another process holds the write lock.
 
-    The writer's own busy timeout is short (``BUSY_SLICE_MS``), so the wait can end at a
-    deadline rather than when SQLite's timer does.
+    The writer's busy timeout is 0, so SQLite never waits on the event loop; the wait
+    happens here, between tries, and can end at a deadline.
     """
     loop = asyncio.get_running_loop()
     limit = loop.time() + BUSY_TIMEOUT_MS / 1000 if deadline is None else deadline
+    pause = BUSY_FIRST_PAUSE
     while True:
         try:
-            await writer.execute("BEGIN IMMEDIATE")
+            writer.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.Error as exc:
             if not _busy(exc) or loop.time() >= limit:
@@ -385,10 +463,8 @@ async def _begin(writer: aiosqlite.Connection, deadline: float | None) -> None:
                 if deadline is not None and isinstance(error, StoreUnavailable):
                     raise TooLate(f"{exc} until the ack deadline") from exc
                 raise error from exc
-        except asyncio.CancelledError:
-            # BEGIN still runs in aiosqlite's thread: undo it there, right after it.
-            await _discard(writer)
-            raise
+        await asyncio.sleep(min(pause, max(0.0, limit - loop.time())))
+        pause = min(pause * 2, BUSY_SLICE_MS / 1000)
 
 
 def _busy(exc: sqlite3.Error) -> bool:
@@ -411,46 +487,33 @@ def _now() -> float:
     return time.time()
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
+def _connect(where: Path | str, *, uri: bool = False, pragmas: bool = True) -> sqlite3.Connection:
+    """A connection any thread may use (one at a time: the store's lock sees to it)."""
+    conn = sqlite3.connect(where, uri=uri, isolation_level=None, check_same_thread=False)
     try:
-        await conn.create_function("skbridge_now", 0, _now)
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.execute("PRAGMA foreign_keys = ON")
+        conn.create_function("skbridge_now", 0, _now)
+        if pragmas:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
     except BaseException:
-        # The connection's worker thread is not a daemon thread: left open, it keeps the
-        # process alive after the error has been reported.
-        await _close_quietly(conn)
+        conn.close()
         raise
     return conn
 
 
-async def _discard(conn: aiosqlite.Connection) -> None:
-    """Roll back a transaction that may or may not have begun."""
-    with contextlib.suppress(sqlite3.OperationalError):  # it had not: nothing to undo
-        await conn.execute("ROLLBACK")
-
-
-async def _close_quietly(conn: aiosqlite.Connection) -> None:
-    """Close after a failure: the failure, not the close, is what the caller must hear."""
-    with contextlib.suppress(sqlite3.Error):
-        await conn.close()
-
-
-async def _rollback(conn: aiosqlite.Connection) -> None:
+def _rollback(conn: sqlite3.Connection) -> None:
     if not conn.in_transaction:
-        return  # SQLite already rolled back (e.g. on SQLITE_FULL)
+        return  # SQLite already rolled back (e.g. on SQLITE_FULL), or never began
     try:
-        await conn.rollback()
+        conn.execute("ROLLBACK")
     except sqlite3.Error:
         log.exception("rollback failed")
 
 
-async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    row = conn.execute("PRAGMA user_version").fetchone()
     current = int(row[0]) if row else 0
     if current > len(MIGRATIONS):
         raise StoreUnusable(
@@ -459,14 +522,14 @@ async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
             path,
         )
     for version in range(current + 1, len(MIGRATIONS) + 1):
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(MIGRATIONS[version - 1].sqlite):
-                await conn.execute(statement)
-            await conn.execute(f"PRAGMA user_version = {version}")
-            await conn.commit()
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
         except BaseException:
-            await _rollback(conn)
+            _rollback(conn)
             raise
         log.info("database migrated", extra={"version": version})
 
