@@ -10,11 +10,13 @@ the plan. It never calls Slack or an upstream.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from skbridge.core import claims, rules
@@ -36,9 +38,10 @@ from skbridge.core.model import (
 )
 from skbridge.core.states import RESENDABLE, ConvState
 from skbridge.core.text import escape_for_slack, escape_unencodable
-from skbridge.errors import Unstorable
+from skbridge.errors import StoreUnavailable, StoreUnusable, TooLate, Unstorable
 from skbridge.ids import ChannelId, SlackUserId, SourceName
 from skbridge.slack import envelopes, messages
+from skbridge.slack.envelopes import Handled, Received
 from skbridge.store import Store, Tx, figures
 from skbridge.store import queries as q
 from skbridge.store.persist import until_stored
@@ -60,6 +63,15 @@ def _said(msg: CustomerMessage) -> str:
     if msg.attachment is not None:
         text = f"[{msg.attachment.kind}: {escape_for_slack(msg.attachment.name)}] {text}"
     return text.strip() + (" _(edited)_" if msg.edited else "")
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    envelope: dict[str, Any]
+    key: str
+    parsed: envelopes.Parsed
+    deadline: float | None
+    """When its commit must be done by (event loop clock), for what Slack does not retry."""
 
 
 def cursor_key(source: SourceName) -> str:
@@ -205,87 +217,163 @@ class Intake:
 
     # --- Slack ----------------------------------------------------------------------------
 
+    async def slack_batch(self, group: Sequence[Received]) -> list[Handled]:
+        """Store envelopes that arrived together, and their consequences, in one
+        transaction (a group commit: one fsync for them all); returns how each went.
+
+        An envelope the daemon does not act on is acked without a write: doing nothing
+        twice needs no deduplication. When the database cannot take the group, each is
+        ``failed`` with StoreUnavailable: the caller must then not ack it, so Slack
+        delivers it again. A command or a click, which Slack does not deliver again, is
+        stored within ``ACK_BUDGET`` of when it was read or not at all (TooLate): once
+        Slack has told the user it failed, it must not happen anyway. A group that would
+        miss one of its deadlines is stored envelope by envelope instead, so that only
+        what is late is refused.
+        """
+        handled: list[Handled] = [Handled() for _ in group]
+        items: list[tuple[int, _Envelope]] = []
+        for index, (envelope, received) in enumerate(group):
+            key = envelopes.dedupe_key(envelope)
+            if key is None:
+                log.warning(
+                    "envelope without an id", extra={"envelope": envelope.get("envelope_id")}
+                )
+                continue
+            parsed = envelopes.parse(envelope)
+            if isinstance(parsed, envelopes.Ignored):
+                continue
+            deadline = received + ACK_BUDGET if envelope.get("type") in UNRETRIED else None
+            items.append((index, _Envelope(envelope, key, parsed, deadline)))
+        if not items:
+            return handled
+        try:
+            stored = await self._store_group([item for _, item in items])
+        except TooLate:
+            if len(items) == 1:
+                raise
+            stored = [await self._store_alone(item) for _, item in items]
+        for (index, _), outcome in zip(items, stored, strict=True):
+            handled[index] = outcome
+        return handled
+
     async def envelope(
         self, envelope: dict[str, Any], received: float | None = None
     ) -> dict[str, Any] | None:
-        """Store one Socket Mode envelope and its consequences; returns the ack payload.
+        """Store one envelope read at ``received`` (default: now), as :meth:`slack_batch`
+        does; returns its ack's payload, or raises why it was not stored."""
+        if received is None:
+            received = asyncio.get_running_loop().time()
+        [handled] = await self.slack_batch([(envelope, received)])
+        if handled.failed is not None:
+            raise handled.failed
+        return handled.ack
 
-        Raises StoreUnavailable when the database cannot take it: the caller must then
-        not ack, so Slack delivers it again. A command or a click, which Slack does not
-        deliver again, is stored within ``ACK_BUDGET`` of ``received`` (event loop time)
-        or not at all (TooLate): once Slack has told the user it failed, it must not
-        happen anyway.
-        """
-        deadline = None
-        if received is not None and envelope.get("type") in UNRETRIED:
-            deadline = received + ACK_BUDGET
+    async def _store_alone(self, item: _Envelope) -> Handled:
         try:
-            return await self._store_envelope(envelope, deadline)
-        except Unstorable as exc:
-            # envelopes.parse let a value through that SQLite refuses; retries would too.
-            await self.park_envelope(envelope, str(exc), "an event that cannot be stored")
-            return None
+            [handled] = await self._store_group([item])
+        except StoreUnavailable as exc:
+            return Handled(failed=exc)
+        return handled
+
+    async def _store_group(self, items: list[_Envelope]) -> list[Handled]:
+        try:
+            return await self._store_envelopes(items)
+        except (StoreUnavailable, StoreUnusable):
+            raise
+        except Exception:
+            # One of them holds what the store refuses, or trips a bug: each in a savepoint.
+            return await self._store_envelopes(items, apart=True)
+
+    async def _store_envelopes(
+        self, items: list[_Envelope], *, apart: bool = False
+    ) -> list[Handled]:
+        deadlines = [item.deadline for item in items if item.deadline is not None]
+        now = self._clock()
+        rows: list[OutboxRow] = []
+        handled: list[Handled] = []
+        async with self._db.write(min(deadlines, default=None)) as tx:
+            for item in items:
+                if not apart:
+                    ack, more = await self._store_envelope(tx, item, now)
+                    rows += more
+                    handled.append(Handled(ack))
+                    continue
+                try:
+                    async with tx.savepoint():
+                        ack, more = await self._store_envelope(tx, item, now)
+                except Unstorable as exc:
+                    # envelopes.parse let a value through the store refuses; retries would too.
+                    what = "an event that cannot be stored"
+                    ack, more = (
+                        None,
+                        await self._park_envelope(tx, item.envelope, str(exc), what, now),
+                    )
+                except (StoreUnavailable, StoreUnusable):
+                    raise
+                except Exception as exc:  # a bug: the caller sets this one aside
+                    handled.append(Handled(failed=exc))
+                    continue
+                rows += more
+                handled.append(Handled(ack))
+        self._submit(rows)
+        return handled
 
     async def park_envelope(
         self, envelope: dict[str, Any], error: str, what: str = "an event skbridge failed on"
     ) -> None:
         """Set an envelope aside, escaped so that it stores; remembered, so that a retry of
         it is acked as a duplicate instead of failing again. Raises StoreError."""
-        envelope_id = envelope.get("envelope_id")
-        log.warning("envelope parked", extra={"envelope": envelope_id, "error": error})
-        key = envelopes.dedupe_key(envelope)
-        now = self._clock()
         async with self._db.write() as tx:
-            if key is not None:
-                await q.remember(tx, key, now)
-            raw = json.dumps(envelope)[:100_000]
-            rows = await self._park(tx, "slack", what, raw, escape_unencodable(error), now)
+            rows = await self._park_envelope(tx, envelope, error, what, self._clock())
         self._submit(rows)
 
+    async def _park_envelope(
+        self, tx: Tx, envelope: dict[str, Any], error: str, what: str, now: float
+    ) -> list[OutboxRow]:
+        log.warning(
+            "envelope parked", extra={"envelope": envelope.get("envelope_id"), "error": error}
+        )
+        if (key := envelopes.dedupe_key(envelope)) is not None:
+            await q.remember(tx, key, now)
+        raw = json.dumps(envelope)[:100_000]
+        return await self._park(tx, "slack", what, raw, escape_unencodable(error), now)
+
     async def _store_envelope(
-        self, envelope: dict[str, Any], deadline: float | None
-    ) -> dict[str, Any] | None:
-        key = envelopes.dedupe_key(envelope)
-        parsed = envelopes.parse(envelope)
-        envelope_id = envelope.get("envelope_id")
-        if key is None:
-            log.warning("envelope without an id", extra={"envelope": envelope_id})
-            return None
-        now = self._clock()
+        self, tx: Tx, item: _Envelope, now: float
+    ) -> tuple[dict[str, Any] | None, list[OutboxRow]]:
+        envelope_id = item.envelope.get("envelope_id")
+        if not await q.remember(tx, item.key, now):
+            log.info("duplicate envelope", extra={"envelope": envelope_id, "key": item.key})
+            return await q.stored_ack(tx, item.key), []
         ack: dict[str, Any] | None = None
         rows: list[OutboxRow] = []
-        async with self._db.write(deadline) as tx:
-            if not await q.remember(tx, key, now):
-                log.info("duplicate envelope", extra={"envelope": envelope_id, "key": key})
-                return await q.stored_ack(tx, key)
-            match parsed:
-                case envelopes.Malformed(error=error):
-                    log.warning("envelope parked", extra={"envelope": envelope_id, "error": error})
-                    raw = json.dumps(envelope)[:100_000]
-                    what = "an event skbridge cannot read"
-                    rows = await self._park(tx, "slack", what, raw, error, now)
-                case envelopes.Ignored():
-                    pass
-                case SlashCommand() as command:
-                    ack, rows = await self._command(tx, command, now)
-                    if ack is not None:
-                        await q.store_ack(tx, key, ack)
-                case Shortcut() as shortcut:
-                    rows = await self._shortcut(tx, shortcut, now)
-                case ChannelEvent() as event:
-                    await self._channel_event(tx, event, now)
-                case envelopes.JoinClicked(channel_id=channel, user_id=user):
-                    conv = await q.conversation_of_channel(tx, channel)
-                    op = InviteToChannel(channel_id=channel, user_id=user)
-                    rows = await q.enqueue(tx, conv.id if conv else None, [op], now)
-                case envelopes.ResendClicked() as click:
-                    rows = await self._resend(tx, click, now)
-                case envelopes.ClaimClicked() as click:
-                    rows = await self._claim_clicked(tx, click, now)
-                case envelopes.KeepOpenClicked(channel_id=channel, user_id=user):
-                    rows = await self._keep_open(tx, channel, user, now)
-        self._submit(rows)
-        return ack
+        match item.parsed:
+            case envelopes.Malformed(error=error):
+                log.warning("envelope parked", extra={"envelope": envelope_id, "error": error})
+                raw = json.dumps(item.envelope)[:100_000]
+                what = "an event skbridge cannot read"
+                rows = await self._park(tx, "slack", what, raw, error, now)
+            case envelopes.Ignored():
+                pass
+            case SlashCommand() as command:
+                ack, rows = await self._command(tx, command, now)
+                if ack is not None:
+                    await q.store_ack(tx, item.key, ack)
+            case Shortcut() as shortcut:
+                rows = await self._shortcut(tx, shortcut, now)
+            case ChannelEvent() as event:
+                await self._channel_event(tx, event, now)
+            case envelopes.JoinClicked(channel_id=channel, user_id=user):
+                conv = await q.conversation_of_channel(tx, channel)
+                op = InviteToChannel(channel_id=channel, user_id=user)
+                rows = await q.enqueue(tx, conv.id if conv else None, [op], now)
+            case envelopes.ResendClicked() as click:
+                rows = await self._resend(tx, click, now)
+            case envelopes.ClaimClicked() as click:
+                rows = await self._claim_clicked(tx, click, now)
+            case envelopes.KeepOpenClicked(channel_id=channel, user_id=user):
+                rows = await self._keep_open(tx, channel, user, now)
+        return ack, rows
 
     async def _command(
         self, tx: Tx, command: SlashCommand, now: float

@@ -24,7 +24,7 @@ from typing import TypeVar
 import aiohttp
 import httpx
 
-from skbridge import logs, metrics, retry
+from skbridge import logs, retry
 from skbridge.chores import Chores
 from skbridge.config import Config, load_config, secrets
 from skbridge.core.model import ReportOutage
@@ -162,7 +162,7 @@ class Service:
         socket = SocketMode(
             web,
             session,
-            intake.envelope,
+            intake.slack_batch,
             park=intake.park_envelope,
             heartbeat=config.slack.ping_interval,
             on_state=self._socket_state,
@@ -186,6 +186,8 @@ class Service:
                 group.create_task(self._count_reconnects(db, socket), name="reconnects"),
             ]
             if address := config.metrics.address:
+                from skbridge import metrics  # prometheus_client, only when it is served
+
                 served = metrics.serve(db, *address)
                 helpers.append(group.create_task(served, name="metrics"))
             await self._stop.wait()

@@ -56,8 +56,9 @@ async def process(world: Fakes, tmp_path: Path) -> AsyncIterator[Process]:
         await p.proc.wait()
 
 
-def shares(world: Fakes, channel: str) -> int:
-    return sum(1 for m in world.slack.messages(channel) if m.files)
+def shares(world: Fakes, channel: str, user: str = "UBOT") -> int:
+    """Files shared in ``channel`` by ``user`` (skbridge's bot: the customer's files)."""
+    return sum(1 for m in world.slack.messages(channel) for f in m.files or () if f["user"] == user)
 
 
 async def test_sigkill_between_upload_and_completion_shares_the_file_once(

@@ -15,6 +15,7 @@ import pytest
 from skbridge import retry
 from skbridge.config import load_config
 from skbridge.errors import StoreUnavailable
+from skbridge.slack.envelopes import Handled, Received
 from skbridge.slack.socket import Handler, SocketMode
 from skbridge.slack.web import SlackWeb
 from skbridge.testing.harness import (
@@ -57,10 +58,11 @@ async def test_an_envelope_that_cannot_be_parked_after_a_handler_bug_is_not_acke
 ) -> None:
     """Handler crashed and parking failed: left unacked for Slack to redeliver; loop goes on."""
 
-    async def handle(envelope: dict[str, Any], received: float) -> dict[str, Any] | None:
-        if envelope["payload"]["text"] == "trigger":
-            raise RuntimeError("a bug in skbridge")
-        return None
+    async def handle(group: list[Received]) -> list[Handled]:
+        bug = RuntimeError("a bug in skbridge")
+        return [
+            Handled(failed=bug if e["payload"]["text"] == "trigger" else None) for e, _ in group
+        ]
 
     async with socket_mode(world, tmp_path, handle) as task:
         bad = await world.slack.send_command(world.dispatch_id, ALICE, "trigger")
@@ -76,10 +78,10 @@ async def test_cancelling_socket_mode_mid_envelope_is_not_swallowed(
     """CancelledError raised inside the handler ends the loop: no envelope guard eats it."""
     entered = asyncio.Event()
 
-    async def handle(envelope: dict[str, Any], received: float) -> dict[str, Any] | None:
+    async def handle(group: list[Received]) -> list[Handled]:
         entered.set()
         await asyncio.Event().wait()
-        return None
+        return []
 
     async with socket_mode(world, tmp_path, handle) as task:
         await world.slack.send_command(world.dispatch_id, ALICE, "hello")

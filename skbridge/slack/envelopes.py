@@ -65,6 +65,21 @@ class KeepOpenClicked:
     user_id: SlackUserId
 
 
+Received = tuple[dict[str, Any], float]
+"""An envelope and when its frame was read (event loop clock): ack deadlines count from it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What became of one envelope of a group handed to the store."""
+
+    ack: dict[str, Any] | None = None
+    """The ack's payload (None: a bare ack)."""
+    failed: Exception | None = None
+    """Why it was not stored: StoreUnavailable (leave it unacked: Slack delivers it
+    again) or a bug (set it aside, then ack)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ignored:
     why: str

@@ -7,7 +7,9 @@ properties skbridge needs instead:
 * every (re)connect uses a fresh single-use URL from ``apps.connections.open``;
 * each envelope is handed to ``handle`` and acked only after ``handle`` returns (the
   envelope is durable by then); if the database cannot take it, it is not acked and
-  Slack delivers it again;
+  Slack delivers it again. Envelopes already waiting when the handler is free are
+  handed over together, in order, so that they share one commit (under load, hundreds
+  of ``/sk`` arrive within milliseconds), and are then acked one by one;
 * an envelope ``handle`` crashes on (a bug) is logged and parked, then acked: one bad
   envelope neither stops the daemon nor comes back forever;
 * websocket pings every ``heartbeat`` seconds notice a dead or half-open connection,
@@ -28,18 +30,20 @@ import aiohttp
 from skbridge import retry
 from skbridge.errors import ConfigError, DeliveryError, Refused, StoreUnavailable, TooLate
 from skbridge.slack import errors as slack_errors
+from skbridge.slack.envelopes import Handled, Received
 from skbridge.slack.web import SlackWeb
 
 log = logging.getLogger(__name__)
 
 Envelope = dict[str, Any]
-Handler = Callable[[Envelope, float], Awaitable[dict[str, Any] | None]]
-"""Makes an envelope durable and returns the ack's payload (None for a bare ack); the
-float is when the frame was read (event loop clock), from which ack deadlines count."""
+Handler = Callable[[list[Received]], Awaitable[list[Handled]]]
+"""Makes envelopes durable, in order; says for each how it went (its ack's payload)."""
 Parker = Callable[[Envelope, str], Awaitable[None]]
 """Sets an envelope aside, durably, with an error; raises when the database cannot."""
 
 HELLO_TIMEOUT = 30.0
+GROUP_MAX = 500
+"""The most envelopes handed over at once."""
 
 
 class SocketMode:
@@ -130,50 +134,79 @@ class SocketMode:
         ws: aiohttp.ClientWebSocketResponse,
         frames: asyncio.Queue[tuple[float, aiohttp.WSMessage]],
     ) -> None:
-        """Handle frames in the order they came, until the connection ends."""
+        """Handle frames in the order they came, until the connection ends; those already
+        waiting go together."""
         while True:
-            received, message = await frames.get()
-            if message.type in _ENDED:
-                _log_end(message)
-                return
-            if message.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            if not await self._frame(ws, message.data, received):
-                reason = {"reason": self._disconnect_reason}
-                log.info("socket mode connection closing on request", extra=reason)
-                return
+            waiting = [await frames.get()]
+            while len(waiting) < GROUP_MAX and not frames.empty():
+                waiting.append(frames.get_nowait())
+            group: list[Received] = []
+            for received, message in waiting:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    await self._envelopes(ws, group)
+                    group = []
+                    if message.type in _ENDED:
+                        _log_end(message)
+                        return
+                    continue
+                envelope = self._envelope_of(message.data)
+                if envelope is _DISCONNECT:
+                    await self._envelopes(ws, group)
+                    reason = {"reason": self._disconnect_reason}
+                    log.info("socket mode connection closing on request", extra=reason)
+                    return
+                if envelope is not None:
+                    group.append((envelope, received))
+            await self._envelopes(ws, group)
 
-    async def _frame(self, ws: aiohttp.ClientWebSocketResponse, data: str, received: float) -> bool:
-        """Handle one frame; False when the connection should be replaced."""
+    def _envelope_of(self, data: str) -> Envelope | None:
+        """The envelope a frame carries; None for anything else; ``_DISCONNECT`` when
+        Slack asks for the connection to be replaced."""
         try:
             frame = json.loads(data)
             if not isinstance(frame, dict):
                 raise TypeError("frame is not an object")
         except (ValueError, TypeError, RecursionError):  # RecursionError: nested too deep
             log.warning("socket mode frame is not JSON", extra={"frame": data[:200]})
-            return True
+            return None
         kind = frame.get("type")
         if kind == "disconnect":
             self._disconnect_reason = str(frame.get("reason"))
             log.info("socket mode disconnect requested", extra={"reason": frame.get("reason")})
-            return False
-        envelope_id = frame.get("envelope_id")
-        if not isinstance(envelope_id, str):
+            return _DISCONNECT
+        if not isinstance(frame.get("envelope_id"), str):
             log.debug("socket mode frame ignored", extra={"kind": kind})
-            return True
+            return None
+        return frame
+
+    async def _envelopes(self, ws: aiohttp.ClientWebSocketResponse, group: list[Received]) -> None:
+        """Hand ``group`` over, then ack each envelope that was stored."""
+        if not group:
+            return
         try:
-            payload = await self._handle(frame, received)
-        except StoreUnavailable as exc:
+            results = await self._handle(group)
+        except Exception as exc:  # the whole group; CancelledError is no Exception
+            results = [Handled(failed=exc)] * len(group)
+        for (envelope, _), handled in zip(group, results, strict=True):
+            await self._answer(ws, envelope, handled)
+
+    async def _answer(
+        self, ws: aiohttp.ClientWebSocketResponse, envelope: Envelope, handled: Handled
+    ) -> None:
+        envelope_id = envelope["envelope_id"]
+        payload = handled.ack
+        if isinstance(handled.failed, StoreUnavailable):
+            exc = handled.failed
             self._degraded = True
             self._on_state(f"degraded: {exc}")
             why = "not stored in time" if isinstance(exc, TooLate) else "database unavailable"
             log.error(
                 f"envelope not acked: {why}", extra={"envelope": envelope_id, "error": str(exc)}
             )
-            return True
-        except Exception as exc:  # a bug; CancelledError is no Exception and goes through
-            if not await self._set_aside(frame, exc):
-                return True
+            return
+        if handled.failed is not None:
+            if not await self._set_aside(envelope, handled.failed):
+                return
             payload = None
         if self._degraded:
             self._degraded = False
@@ -182,7 +215,6 @@ class SocketMode:
         if payload is not None:
             ack["payload"] = payload
         await ws.send_str(json.dumps(ack))
-        return True
 
     async def _set_aside(self, frame: Envelope, exc: Exception) -> bool:
         """After ``handle`` crashed on ``frame``: park it; True when it may now be acked.
@@ -228,6 +260,8 @@ async def _read(
             return
 
 
+_DISCONNECT: Envelope = {"type": "disconnect"}
+"""What :meth:`SocketMode._envelope_of` returns for a disconnect request."""
 _WS = aiohttp.WSMsgType
 _ENDED = frozenset({_WS.CLOSE, _WS.CLOSING, _WS.CLOSED, _WS.ERROR})
 
