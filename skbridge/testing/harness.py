@@ -20,7 +20,7 @@ from skbridge.service import Service
 from skbridge.testing.fake_gravatar import FakeGravatar
 from skbridge.testing.fake_slack import FakeSlack, Message
 from skbridge.testing.fake_telegram import FakeTelegram
-from skbridge.upstreams.mail import Email
+from skbridge.upstreams.mail.upstream import Email
 
 OWNER = "UOWNER"
 ALICE = "UALICE"

@@ -15,8 +15,11 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
 
 from skbridge.config_types import PLACEHOLDER, Section, empty_is_none
+from skbridge.ids import SourceName
 
 Security = Literal["tls", "starttls", "none"]
+SOURCE = SourceName("email")
+
 IMAP_PORTS = {"tls": 993, "starttls": 143, "none": 143}
 SMTP_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 NO_LOGIN = "-"

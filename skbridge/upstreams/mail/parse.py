@@ -27,10 +27,10 @@ from mailparser_reply.parser import EmailMessage
 
 from skbridge.core.model import Customer, CustomerMessage
 from skbridge.core.text import encodable
-from skbridge.ids import SourceName, UpstreamUserId
+from skbridge.ids import UpstreamUserId
 from skbridge.upstreams import Arrival
+from skbridge.upstreams.mail.config import SOURCE
 
-SOURCE = SourceName("email")
 TEXT_LIMIT = 12_000
 """Characters of one mail shown in Slack; the rest stays in the mailbox."""
 RAW_KEPT = 100_000

@@ -28,9 +28,9 @@ from skbridge.store import Reader
 from skbridge.store import queries as q
 from skbridge.upstreams import Arrival, Intake
 from skbridge.upstreams.mail import parse
-from skbridge.upstreams.mail.config import EmailConfig
+from skbridge.upstreams.mail.config import SOURCE, EmailConfig
 from skbridge.upstreams.mail.imap import Session
-from skbridge.upstreams.mail.parse import SOURCE, Thread, Where
+from skbridge.upstreams.mail.parse import Thread, Where
 
 log = logging.getLogger(__name__)
 
