@@ -287,36 +287,35 @@ class Intake:
     async def _store_envelopes(
         self, items: list[_Envelope], *, apart: bool = False
     ) -> list[Handled]:
+        """One transaction for ``items``; ``apart``: each in a savepoint of its own."""
         deadlines = [item.deadline for item in items if item.deadline is not None]
         now = self._clock()
         rows: list[OutboxRow] = []
         handled: list[Handled] = []
+        store = self._store_apart if apart else self._store_envelope
         async with self._db.write(min(deadlines, default=None)) as tx:
             for item in items:
-                if not apart:
-                    ack, more = await self._store_envelope(tx, item, now)
-                    rows += more
-                    handled.append(Handled(ack))
-                    continue
-                try:
-                    async with tx.savepoint():
-                        ack, more = await self._store_envelope(tx, item, now)
-                except Unstorable as exc:
-                    # envelopes.parse let a value through the store refuses; retries would too.
-                    what = "an event that cannot be stored"
-                    ack, more = (
-                        None,
-                        await self._park_envelope(tx, item.envelope, str(exc), what, now),
-                    )
-                except (StoreUnavailable, StoreUnusable):
-                    raise
-                except Exception as exc:  # a bug: the caller sets this one aside
-                    handled.append(Handled(failed=exc))
-                    continue
+                outcome, more = await store(tx, item, now)
+                handled.append(outcome)
                 rows += more
-                handled.append(Handled(ack))
         self._submit(rows)
         return handled
+
+    async def _store_apart(
+        self, tx: Tx, item: _Envelope, now: float
+    ) -> tuple[Handled, list[OutboxRow]]:
+        """One envelope in a savepoint: what goes wrong with it stays with it."""
+        try:
+            async with tx.savepoint():
+                return await self._store_envelope(tx, item, now)
+        except Unstorable as exc:
+            # envelopes.parse let a value through the store refuses; retries would too.
+            what = "an event that cannot be stored"
+            return Handled(), await self._park_envelope(tx, item.envelope, str(exc), what, now)
+        except (StoreUnavailable, StoreUnusable):
+            raise
+        except Exception as exc:  # a bug: the caller sets this one aside
+            return Handled(failed=exc), []
 
     async def park_envelope(
         self, envelope: dict[str, Any], error: str, what: str = "an event skbridge failed on"
@@ -340,11 +339,11 @@ class Intake:
 
     async def _store_envelope(
         self, tx: Tx, item: _Envelope, now: float
-    ) -> tuple[dict[str, Any] | None, list[OutboxRow]]:
+    ) -> tuple[Handled, list[OutboxRow]]:
         envelope_id = item.envelope.get("envelope_id")
         if not await q.remember(tx, item.key, now):
             log.info("duplicate envelope", extra={"envelope": envelope_id, "key": item.key})
-            return await q.stored_ack(tx, item.key), []
+            return Handled(await q.stored_ack(tx, item.key)), []
         ack: dict[str, Any] | None = None
         rows: list[OutboxRow] = []
         match item.parsed:
@@ -373,7 +372,7 @@ class Intake:
                 rows = await self._claim_clicked(tx, click, now)
             case envelopes.KeepOpenClicked(channel_id=channel, user_id=user):
                 rows = await self._keep_open(tx, channel, user, now)
-        return ack, rows
+        return Handled(ack), rows
 
     async def _command(
         self, tx: Tx, command: SlashCommand, now: float
