@@ -137,7 +137,9 @@ class Service:
         if workspace is None:
             return
         gravatar = Gravatar(config.gravatar, http)
-        services = Services(http, health, avatar_for=gravatar.identicon, store=db, pace=pace)
+        services = Services(
+            http, session, health, avatar_for=gravatar.identicon, store=db, pace=pace
+        )
         upstreams = self.upstreams = registry.build(config.sources, services)
         for upstream in upstreams.values():
             if await self._until_connected(upstream.name, upstream.check) is None:

@@ -80,7 +80,7 @@ async def run_checks(config: Config) -> list[Result]:
     ):
         web = SlackWeb(config.slack, session)
         results = await _slack(config.slack, web, session)
-        services = Services(http, Health())
+        services = Services(http, session, Health())
         for source, section in registry.configured(config.sources):
             results.append(await _upstream(source, source.build(section, services)))
     results.append(await database(config.store.location))

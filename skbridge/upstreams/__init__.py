@@ -13,6 +13,7 @@ from skbridge.ids import SourceName, UpstreamUserId
 from skbridge.pacing import PaceFactory, local
 
 if TYPE_CHECKING:
+    import aiohttp
     import httpx
 
     from skbridge.config_types import Section
@@ -110,6 +111,9 @@ class Services:
     """What the daemon shares with every upstream it builds."""
 
     http: httpx.AsyncClient
+    """For file transfers (streamed through disk) and Gravatar."""
+    session: aiohttp.ClientSession
+    """For JSON APIs: the client Slack's calls use too."""
     health: Health
     avatar_for: Callable[[str], str | None] | None = None
     """A generated picture for a customer without one, from a stable seed."""
