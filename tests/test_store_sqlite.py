@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,24 @@ async def test_a_write_cancelled_while_it_commits_is_stored_and_then_cancelled(
     assert await q.get_setting(db, "a") == "1"
     await write_setting(db, "b")
     assert await q.get_setting(db, "b") == "1"
+
+
+async def test_a_lanes_read_uses_the_partial_index(
+    db: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written with bound parameters, the read a lane makes each time it runs dry scanned
+    the whole outbox (a week of rows); its condition now matches the index's."""
+    said: list[tuple[str, tuple[Any, ...]]] = []
+    read = db.all
+
+    async def spy(sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        said.append((sql, tuple(params)))
+        return await read(sql, params)
+
+    monkeypatch.setattr(db, "all", spy)
+    await q.unfinished_in_lane(db, "c1")
+    [(sql, params)] = said
+    plan = " ".join(str(row[-1]) for row in await read(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "USING INDEX outbox_unfinished" in plan, plan
+    [migration] = [m.sqlite for m in MIGRATIONS if "outbox_unfinished" in m.sqlite][-1:]
+    assert f"WHERE {q.unfinished_state()};" in migration  # the index's condition, word for word

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from skbridge.core.states import UNFINISHED
 from skbridge.store import Reader, Store, Tx
-from skbridge.store.queries import marks
+from skbridge.store.queries import marks, unfinished_state
 
 RELEASED = ""
 """The holder of a lease or lane given back cleanly."""
@@ -141,7 +140,7 @@ async def release_lanes(tx: Tx, holder: str, lanes: Sequence[str], *, only_empty
     released: set[str] = set()
     empty = (
         "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.lane = lanes.lane "
-        f"AND o.state IN ({marks(UNFINISHED)}))"
+        f"AND {unfinished_state('o.state')})"
         if only_empty
         else ""
     )
@@ -150,7 +149,7 @@ async def release_lanes(tx: Tx, holder: str, lanes: Sequence[str], *, only_empty
         rows = await tx.all(
             f"UPDATE lanes SET holder = ?, expires_at = 0 WHERE holder = ? "
             f"AND lane IN ({marks(chunk)}) {empty} RETURNING lane",
-            (RELEASED, holder, *chunk, *(sorted(UNFINISHED) if only_empty else ())),
+            (RELEASED, holder, *chunk),
         )
         released.update(str(r[0]) for r in rows)
     return released
@@ -160,9 +159,9 @@ async def lanes_with_work(db: Reader, holder: str) -> set[str]:
     """Lanes with unfinished rows that are free, expired, or ``holder``'s."""
     rows = await db.all(
         "SELECT DISTINCT o.lane FROM outbox o LEFT JOIN lanes l ON l.lane = o.lane "
-        f"WHERE o.state IN ({marks(UNFINISHED)}) AND (l.lane IS NULL "
+        f"WHERE {unfinished_state('o.state')} AND (l.lane IS NULL "
         "OR l.expires_at <= skbridge_now() OR l.holder = ?)",
-        (*sorted(UNFINISHED), holder),
+        (holder,),
     )
     return {str(r[0]) for r in rows}
 

@@ -407,8 +407,7 @@ async def enqueue(
 async def unfinished(db: Reader) -> list[OutboxRow]:
     """Every pending or in-flight outbox row, oldest first."""
     rows = await db.all(
-        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state IN ({marks(UNFINISHED)}) ORDER BY id",
-        sorted(UNFINISHED),
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {unfinished_state()} ORDER BY id"
     )
     return [_outbox(r) for r in rows]
 
@@ -416,9 +415,8 @@ async def unfinished(db: Reader) -> list[OutboxRow]:
 async def unfinished_in_lane(db: Reader, lane: str) -> list[OutboxRow]:
     """A lane's pending or in-flight rows, in order."""
     rows = await db.all(
-        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE lane = ? AND state IN ({marks(UNFINISHED)}) "
-        "ORDER BY id",
-        (lane, *sorted(UNFINISHED)),
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE lane = ? AND {unfinished_state()} ORDER BY id",
+        (lane,),
     )
     return [_outbox(r) for r in rows]
 
@@ -506,6 +504,14 @@ async def post_of_message(db: Reader, conv_id: ConversationId, message_ref: str)
 
 def marks(values: Collection[object]) -> str:
     return ",".join("?" * len(values))
+
+
+def unfinished_state(column: str = "state") -> str:
+    """``state IN ('pending', 'sending')``: the condition of the ``outbox_unfinished``
+    partial index, written out. A planner uses a partial index only when the query's
+    own text implies its condition, which bound parameters never do: with them, every
+    lane's read scanned the whole outbox."""
+    return f"{column} IN ({', '.join(repr(str(s)) for s in sorted(UNFINISHED))})"
 
 
 # --- reply parts ---------------------------------------------------------------------------
