@@ -20,7 +20,7 @@ from skbridge.store import sqlite_url
 from skbridge.testing import dovecot as imap
 from skbridge.testing import postgres
 from skbridge.testing.dovecot import Dovecot, DovecotMissing
-from skbridge.testing.harness import Daemon, Fakes, Mailboxes, fakes
+from skbridge.testing.harness import Daemon, DaemonProcess, Fakes, Mailboxes, fakes
 from skbridge.testing.smtp_server import RecordingSMTP
 
 
@@ -151,3 +151,11 @@ async def email_daemon(email_config: Path) -> AsyncIterator[Daemon]:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the long chaos soak test")
+
+
+@pytest.fixture
+async def process(world: Fakes, tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+    """A real ``skbridge run`` child on the fakes, killed at the end if still running."""
+    p = DaemonProcess(world.write_config(tmp_path, poll_timeout=5))
+    yield p
+    await p.kill()

@@ -6,10 +6,6 @@ on one side arrives exactly once, in order, on the other; every envelope is acke
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +22,7 @@ from skbridge.testing.harness import (
     first_message,
     say,
     texts,
+    write_lock_held,
 )
 
 
@@ -227,30 +224,6 @@ async def test_a_command_not_stored_before_slacks_deadline_is_never_acked_or_sen
 
 def given_up(caplog: pytest.LogCaptureFixture) -> int:
     return sum("not stored in time" in r.getMessage() for r in caplog.records)
-
-
-@contextlib.asynccontextmanager
-async def write_lock_held(path: Path) -> AsyncIterator[None]:
-    """Another process holds the database's write lock for the duration."""
-    script = (
-        "import sqlite3, sys\n"
-        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-        "c.execute('BEGIN IMMEDIATE')\n"
-        "print('locked', flush=True)\n"
-        "sys.stdin.read()\n"
-        "c.execute('ROLLBACK')\n"
-    )
-    locker = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, str(path),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert locker.stdout is not None and locker.stdin is not None
-    try:
-        assert await locker.stdout.readline() == b"locked\n"
-        yield
-    finally:
-        locker.stdin.close()
-        await locker.wait()
 
 
 async def test_oversized_payloads_are_split_or_parked(world: Fakes, daemon: Daemon) -> None:

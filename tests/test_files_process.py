@@ -3,57 +3,12 @@ completion shares once, and memory stays flat while 20 MB and 50 MB files pass."
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from skbridge.testing.fake_telegram_files import DOWNLOAD_LIMIT, UPLOAD_LIMIT
-from skbridge.testing.harness import ADA, ALICE, Fakes, first_message, say, texts
+from skbridge.testing.harness import ADA, ALICE, DaemonProcess, Fakes, first_message, say, texts
 
 MB = 1024 * 1024
-
-
-class Process:
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, world: Fakes) -> None:
-        before = world.slack.connections_opened
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "skbridge", "run", "-c", str(self.config),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        await world.slack.wait_for(lambda: world.slack.connections_opened > before, timeout=30)
-
-    async def signal(self, signum: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-        code = await asyncio.wait_for(self.proc.wait(), 30)
-        self.proc = None
-        return code
-
-    def memory(self) -> tuple[int, int]:
-        """The process's resident set now and at its peak (VmRSS, VmHWM), in bytes."""
-        assert self.proc is not None
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        return tuple(int(fields[key].split()[0]) * 1024 for key in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
-
-
-@pytest.fixture
-async def process(world: Fakes, tmp_path: Path) -> AsyncIterator[Process]:
-    p = Process(world.write_config(tmp_path, poll_timeout=5))
-    yield p
-    if p.proc is not None:
-        p.proc.kill()
-        await p.proc.wait()
 
 
 def shares(world: Fakes, channel: str, user: str = "UBOT") -> int:
@@ -62,7 +17,7 @@ def shares(world: Fakes, channel: str, user: str = "UBOT") -> int:
 
 
 async def test_sigkill_between_upload_and_completion_shares_the_file_once(
-    world: Fakes, process: Process
+    world: Fakes, process: DaemonProcess
 ) -> None:
     """Slack completed the upload but the answer never came; kill -9; the restarted
     daemon finds the share through files.info and does not share it again."""
@@ -92,7 +47,9 @@ async def test_sigkill_between_upload_and_completion_shares_the_file_once(
     assert len(world.slack.calls_to("files.completeUploadExternal")) == 1
 
 
-async def test_memory_stays_flat_while_large_files_pass(world: Fakes, process: Process) -> None:
+async def test_memory_stays_flat_while_large_files_pass(
+    world: Fakes, process: DaemonProcess
+) -> None:
     """A 20 MB file from a customer and a 50 MB file to one: the daemon's peak resident
     memory grows by far less than either file (they are streamed through disk)."""
     await process.start(world)

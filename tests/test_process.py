@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from skbridge.testing.harness import ADA, ALICE, Fakes, customer_channel, first_message, say, texts
-
-
-class Process:
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, world: Fakes) -> None:
-        before = world.slack.connections_opened
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "skbridge", "run", "-c", str(self.config),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        await world.slack.wait_for(lambda: world.slack.connections_opened > before, timeout=30)
-
-    async def signal(self, signum: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-        code = await asyncio.wait_for(self.proc.wait(), 30)
-        self.stderr = (await self.proc.stderr.read()).decode() if self.proc.stderr else ""
-        self.proc = None
-        return code
-
-
-@pytest.fixture
-async def process(world: Fakes, tmp_path: Path) -> AsyncIterator[Process]:
-    p = Process(world.write_config(tmp_path, poll_timeout=5))
-    yield p
-    if p.proc is not None:
-        p.proc.kill()
-        await p.proc.wait()
+from skbridge.testing.harness import (
+    ADA,
+    ALICE,
+    DaemonProcess,
+    Fakes,
+    customer_channel,
+    first_message,
+    say,
+    texts,
+)
 
 
 async def test_sigterm_stops_cleanly_and_a_restart_loses_nothing(
-    world: Fakes, process: Process
+    world: Fakes, process: DaemonProcess
 ) -> None:
     await process.start(world)
     channel = await first_message(world, "m0")
@@ -71,7 +41,9 @@ async def test_sigterm_stops_cleanly_and_a_restart_loses_nothing(
     assert customer_channel(world.slack) == channel
 
 
-async def test_sigkill_mid_stream_loses_and_repeats_nothing(world: Fakes, process: Process) -> None:
+async def test_sigkill_mid_stream_loses_and_repeats_nothing(
+    world: Fakes, process: DaemonProcess
+) -> None:
     """Four customers write 10 messages each; the daemon is killed mid-stream and restarted."""
     customers = range(3001, 3005)
 

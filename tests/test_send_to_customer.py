@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from skbridge.core.rules import NOTHING_TO_SEND, SHORTCUT_NO_POWER
 from skbridge.testing.fake_telegram_files import PHOTO_LIMIT, UPLOAD_LIMIT
-from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, first_message
+from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, first_message, write_lock_held
 
 STORE_ENGINES = ("sqlite", "postgresql")
 
@@ -283,26 +279,3 @@ async def test_a_shortcut_not_stored_before_slacks_deadline_is_never_acked_or_se
     await daemon.wait_idle()
     assert world.telegram.sent_to(ADA) == ["Alice: while locked"]
     assert envelope["envelope_id"] not in world.slack.acks and again in world.slack.acks
-
-
-@contextlib.asynccontextmanager
-async def write_lock_held(path: Path) -> AsyncIterator[None]:
-    """Another process holds the database's write lock for the duration."""
-    script = (
-        "import sqlite3, sys\n"
-        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-        "c.execute('BEGIN IMMEDIATE')\n"
-        "print('locked', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    locker = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, str(path),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert locker.stdout is not None and locker.stdin is not None
-    try:
-        assert await locker.stdout.readline() == b"locked\n"
-        yield
-    finally:
-        locker.stdin.close()
-        await locker.wait()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -327,3 +329,73 @@ async def click(
     )
     await world.slack.wait_ack(envelope["envelope_id"])
     return envelope
+
+
+class DaemonProcess:
+    """The real ``skbridge run``, as a child process; its stderr kept in a file beside
+    its config (a pipe nobody reads would stall a chatty child)."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log = config.parent / "skbridge.stderr"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, world: Fakes) -> None:
+        before = world.slack.connections_opened
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "skbridge", "run", "-c", str(self.config),
+                stdout=asyncio.subprocess.DEVNULL, stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        await world.slack.wait_for(lambda: world.slack.connections_opened > before, timeout=30)
+
+    async def signal(self, signum: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+        code = await asyncio.wait_for(self.proc.wait(), 30)
+        self.proc = None
+        return code
+
+    @property
+    def stderr(self) -> str:
+        """Everything the runs so far wrote to stderr."""
+        return self.log.read_text() if self.log.exists() else ""
+
+    def memory(self) -> tuple[int, int]:
+        """The process's resident set now and at its peak (VmRSS, VmHWM), in bytes."""
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        rss, peak = (int(fields[key].split()[0]) * 1024 for key in ("VmRSS", "VmHWM"))
+        return rss, peak
+
+    async def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            await self.proc.wait()
+            self.proc = None
+
+
+@contextlib.asynccontextmanager
+async def write_lock_held(path: Path) -> AsyncIterator[None]:
+    """Another process holds the SQLite database's write lock for the duration."""
+    script = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+        "c.execute('ROLLBACK')\n"
+    )
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert locker.stdout is not None and locker.stdin is not None
+    try:
+        assert await locker.stdout.readline() == b"locked\n"
+        yield
+    finally:
+        locker.stdin.close()
+        await locker.wait()
