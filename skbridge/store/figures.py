@@ -8,6 +8,7 @@ its count.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -27,7 +28,14 @@ Labels = Mapping[str, str]
 
 
 def _key(labels: Labels) -> str:
-    return json.dumps(dict(sorted(labels.items())), separators=(",", ":"))
+    return _key_of(tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_of(labels: tuple[tuple[str, str], ...]) -> str:
+    """The stored form of a label set; a few dozen exist, and each finish commit names a
+    dozen (one per histogram bucket)."""
+    return json.dumps(dict(labels), separators=(",", ":"))
 
 
 async def count(tx: Tx, name: str, labels: Labels, by: float = 1.0) -> None:
