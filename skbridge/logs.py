@@ -92,6 +92,5 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # Libraries speak at our level or quieter; their DEBUG output is redacted like ours.
-    logging.getLogger("slack_sdk").setLevel(max(logging.getLevelName(level), logging.INFO))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -107,9 +107,11 @@ class Service:
             return
         self.db = db
         timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
+        # Neither Slack's nor Telegram's API sets cookies: no jar to consult per request.
+        cookies = aiohttp.DummyCookieJar()
         try:
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
+                aiohttp.ClientSession(timeout=timeout, cookie_jar=cookies) as session,
                 httpx.AsyncClient(timeout=15.0) as http,
             ):
                 await self._serve(db, session, http)

@@ -16,7 +16,7 @@ import pytest
 from skbridge import logs
 from skbridge.testing.harness import ADA, ALICE, Daemon, Fakes, first_message, texts
 
-LIBRARIES = ("slack_sdk", "httpx", "httpcore", "aiohttp", "asyncio")
+LIBRARIES = ("httpx", "httpcore", "aiohttp", "asyncio")
 
 
 @contextmanager

@@ -1,8 +1,15 @@
 """Slack's Web API, as skbridge uses it.
 
-Wraps slack_sdk's ``AsyncWebClient`` with its automatic retries turned off: a blind
-retry of ``chat.postMessage`` can post twice. Every failure is translated into
-skbridge's error tree here, and posts are paced per channel at Slack's rate.
+Each call is one HTTPS POST on the daemon's aiohttp session, never retried here: a
+blind retry of ``chat.postMessage`` can post twice, so the outbox retries by looking
+first. Every failure is translated into skbridge's error tree here, and posts are
+paced per channel at Slack's rate.
+
+The calls are made directly rather than through slack_sdk's ``AsyncWebClient``: per
+post, that client cost half as much CPU again as the HTTP request itself (building its
+request and response objects, validating and logging), which is what a burst of
+customer messages is bound by. The fakes the tests run against are checked with
+slack_sdk (``tests/test_fake_slack*.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
+from multidict import CIMultiDictProxy
+from yarl import URL
 
+from skbridge import __version__
 from skbridge.config import SlackConfig
 from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
 from skbridge.health import Health
@@ -85,18 +92,13 @@ class SlackWeb:
         pace: PaceFactory = local,
         serial: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
-        def client(token: str) -> AsyncWebClient:
-            return AsyncWebClient(
-                token=token,
-                base_url=config.api_url,
-                session=session,
-                timeout=int(config.request_timeout),
-                retry_handlers=[],
-            )
-
-        self._bot = client(config.bot_token.get_secret_value())
-        self._app = client(config.app_token.get_secret_value())
-        self._user = client(config.user_token.get_secret_value()) if config.user_token else None
+        self._session = session
+        self._base = URL(config.api_url)
+        self._urls: dict[str, URL] = {}
+        self._timeout = aiohttp.ClientTimeout(total=config.request_timeout)
+        self._bot = _Token(config.bot_token.get_secret_value())
+        self._app = _Token(config.app_token.get_secret_value())
+        self._user = _Token(config.user_token.get_secret_value()) if config.user_token else None
         self.posts = pace("slack:post", config.posts_per_second, POST_BURST)
         self.creations = pace("slack:create", config.channels_per_minute / 60, CREATE_BURST)
         self._create_lock = asyncio.Lock()
@@ -108,11 +110,11 @@ class SlackWeb:
         return self._user is not None
 
     async def _call(
-        self, method: str, *, client: AsyncWebClient | None = None, **params: Any
+        self, method: str, *, token: _Token | None = None, **params: Any
     ) -> dict[str, Any]:
         """Call ``method``; returns the response body or raises a DeliveryError."""
         try:
-            response = await self._request(method, client or self._bot, params)
+            data, headers = await self._request(method, token or self._bot, params)
         except (RateLimited, Refused):
             self._health.answered(SYSTEM)
             raise
@@ -120,32 +122,44 @@ class SlackWeb:
             self._health.failed(SYSTEM, exc.code)
             raise
         self._health.answered(SYSTEM)
-        data = response.data
-        assert isinstance(data, dict)
         if method == "auth.test":
-            data = {**data, "_scopes": response.headers.get("x-oauth-scopes", "")}
+            data["_scopes"] = headers.get("x-oauth-scopes", "")
         return data
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         """Any other Web API method, with the bot token (the file calls of :mod:`.files`)."""
         return await self._call(method, **params)
 
+    def _url(self, method: str) -> URL:
+        url = self._urls.get(method)
+        if url is None:
+            url = self._urls[method] = self._base.join(URL(method))
+        return url
+
     async def _request(
-        self, method: str, api: AsyncWebClient, params: dict[str, Any]
-    ) -> AsyncSlackResponse:
+        self, method: str, token: _Token, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], CIMultiDictProxy[str]]:
+        """One POST; the answer's body and headers if Slack says ``ok``, else raises."""
+        if method in _JSON_METHODS:
+            body: bytes | dict[str, str] = json.dumps(params).encode()
+            headers = token.json
+        else:
+            body, headers = _form(params), token.form
         try:
-            if method == "chat.postMessage":
-                return await api.api_call(method, json=params)
-            return await api.api_call(method, data=_form(params))
-        except SlackApiError as exc:
-            raise _translate_api_error(method, exc) from exc
+            async with self._session.post(
+                self._url(method), data=body, headers=headers, timeout=self._timeout
+            ) as response:
+                status, answer, raw = response.status, response.headers, await response.read()
         except aiohttp.ClientConnectorError as exc:
             raise NotSent("connect_failed", f"{method}: {exc.os_error}") from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise MaybeSent("timeout", method) from exc
-        except (aiohttp.ClientError, AttributeError, ValueError) as exc:
-            # AttributeError/ValueError: slack_sdk choking on a non-JSON error page.
+        except aiohttp.ClientError as exc:
             raise MaybeSent("transport", f"{method}: {type(exc).__name__}") from exc
+        data = _json_object(raw)
+        if status == 200 and data is not None and data.get("ok") is True:
+            return data, answer
+        raise _translate_error(method, status, data or {}, answer)
 
     # --- identity and people -----------------------------------------------------------
 
@@ -162,7 +176,7 @@ class SlackWeb:
 
     async def socket_url(self) -> str:
         """A fresh, single-use Socket Mode URL (``apps.connections.open``)."""
-        data = await self._call("apps.connections.open", client=self._app)
+        data = await self._call("apps.connections.open", token=self._app)
         return str(data["url"])
 
     async def primary_owner(self) -> SlackUserId | None:
@@ -252,7 +266,7 @@ class SlackWeb:
         if self._user is None:
             raise Refused("not_allowed_token_type", "no user token configured")
         try:
-            await self._call("conversations.unarchive", client=self._user, channel=channel_id)
+            await self._call("conversations.unarchive", token=self._user, channel=channel_id)
         except Refused as exc:
             if exc.code != "not_archived":
                 raise
@@ -351,6 +365,33 @@ class SlackWeb:
         await self._call("chat.postEphemeral", **params)
 
 
+_JSON_METHODS = frozenset({"chat.postMessage"})
+"""Methods whose parameters go as a JSON body (nested ``metadata``, ``blocks``); the
+others are form-encoded, which every Web API method accepts."""
+_USER_AGENT = f"skbridge/{__version__} aiohttp/{aiohttp.__version__}"
+
+
+class _Token:
+    """A token and the request headers that carry it (built once, sent with every call)."""
+
+    def __init__(self, token: str) -> None:
+        auth = {"Authorization": f"Bearer {token}", "User-Agent": _USER_AGENT}
+        self.json = {**auth, "Content-Type": "application/json; charset=utf-8"}
+        self.form = auth
+
+    def __repr__(self) -> str:
+        return "_Token(...)"
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (an HTML error page, a truncated answer)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _form(params: dict[str, Any]) -> dict[str, str]:
     """Form-encode parameters the way Slack reads them (booleans as true/false)."""
     form: dict[str, str] = {}
@@ -375,17 +416,19 @@ def _channel(raw: dict[str, Any]) -> SlackChannel:
     )
 
 
-def _translate_api_error(method: str, exc: SlackApiError) -> DeliveryError:
-    response = exc.response
-    status = response.status_code
-    data = response.data if isinstance(response.data, dict) else {}
+def _translate_error(
+    method: str, status: int, data: dict[str, Any], headers: CIMultiDictProxy[str]
+) -> DeliveryError:
+    """What an answer other than ``200 {"ok": true}`` means for the call."""
     code = str(data.get("error") or f"http_{status}")
     if status == 429 or code == "ratelimited":
         try:
-            retry_after = float(response.headers.get("Retry-After", "1"))
+            retry_after = float(headers.get("Retry-After", "1"))
         except ValueError:
             retry_after = 1.0
         return RateLimited(retry_after, method)
     if status >= 500 or code in slack_errors.TRANSIENT:
         return MaybeSent(code, method)
+    if status == 200 and data.get("ok") is not False:
+        return MaybeSent("bad_response", f"{method}: the answer is not Slack's JSON")
     return Refused(code, method)
