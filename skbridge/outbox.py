@@ -9,9 +9,12 @@ error (reported, and offered to be sent again) and the lane moves on. Only the h
 of a lane can be in flight, so after a restart only lane heads need a look before
 they are retried.
 
-A lane runs only while this instance claims it (:mod:`skbridge.lanes`), and reads its
-rows from the database each time it starts or runs dry: work stored by another
-instance joins it there, and a lane lost to another instance stops at once.
+A lane runs only while this instance claims it (:mod:`skbridge.lanes`). On a shared
+store it reads its rows from the database each time it starts or runs dry: work stored
+by another instance joins it there, and a lane lost to another instance stops at once.
+On a store only this instance uses, nobody else stores work: every row is handed to
+:meth:`Outbox.submit` by the code that stored it (and at start by :meth:`Outbox.load`),
+so the lanes' queues in memory are the whole truth and are never read back.
 """
 
 from __future__ import annotations
@@ -101,11 +104,14 @@ class Outbox:
         return len(rows)
 
     def submit(self, rows: list[OutboxRow]) -> None:
+        """Queue rows just stored (committed) in their lanes."""
         for row in rows:
-            if row.lane in self._running:
-                self._again.add(row.lane)
-            else:
-                self._lanes.setdefault(row.lane, deque()).append(row)
+            running = row.lane in self._running
+            if running and self._db.shared:
+                self._again.add(row.lane)  # read with whatever other instances stored
+                continue
+            _queue(self._lanes.setdefault(row.lane, deque()), row, running=running)
+            if not running:
                 self._wanted.add(row.lane)
         if rows:
             self.idle.clear()
@@ -182,10 +188,14 @@ class Outbox:
 
     async def _lane(self, lane: str) -> None:
         rows = self._lanes.setdefault(lane, deque())
-        rows.clear()  # what was submitted is in the database, with anything stored elsewhere
+        shared = self._db.shared
+        if shared:
+            rows.clear()  # what was submitted is in the database, with anything stored elsewhere
         try:
             while not self._stopping:
                 if not rows:
+                    if not shared:
+                        break
                     self._again.discard(lane)
                     rows.extend(await self._read(lane))
                     if not rows:
@@ -282,6 +292,19 @@ class Outbox:
         follow_ups = await until_stored(lambda: self._executor.park(row, error), what="parking")
         self._suspect.discard(row.id)
         self.submit(follow_ups)
+
+
+def _queue(rows: deque[OutboxRow], row: OutboxRow, *, running: bool) -> None:
+    """Add ``row`` to its lane in the order rows were stored (their ids), never before
+    a head in flight (``running``), and only once."""
+    if not rows or rows[-1].id < row.id:
+        rows.append(row)
+        return
+    if any(queued.id == row.id for queued in rows):
+        return
+    first = 1 if running else 0
+    at = next((i for i in range(first, len(rows)) if rows[i].id > row.id), len(rows))
+    rows.insert(at, row)
 
 
 def _describe(exc: Exception) -> str:
