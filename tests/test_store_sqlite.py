@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from skbridge.core.states import OutboxState
 from skbridge.errors import StoreError, StoreUnavailable, TooLate
+from skbridge.ids import ChannelId, ConversationId, MessageTs, OutboxId
 from skbridge.store import queries as q
 from skbridge.store.migrations import MIGRATIONS
-from skbridge.store.sqlite import SqliteStore
+from skbridge.store.sqlite import SqliteStore, SqliteTx
 
 
 @pytest.fixture
@@ -130,8 +132,9 @@ async def test_a_write_cancelled_while_it_commits_is_stored_and_then_cancelled(
 async def test_a_lanes_read_uses_the_partial_index(
     db: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Written with bound parameters, the read a lane makes each time it runs dry scanned
-    the whole outbox (a week of rows); its condition now matches the index's."""
+    """Written with bound parameters, the read a lane makes each time it runs dry (on a
+    shared store) scanned the whole outbox (a week of rows); its condition now matches
+    the index's."""
     said: list[tuple[str, tuple[Any, ...]]] = []
     read = db.all
 
@@ -146,3 +149,45 @@ async def test_a_lanes_read_uses_the_partial_index(
     assert "USING INDEX outbox_unfinished" in plan, plan
     [migration] = [m.sqlite for m in MIGRATIONS if "outbox_unfinished" in m.sqlite][-1:]
     assert f"WHERE {q.unfinished_state()};" in migration  # the index's condition, word for word
+
+
+async def test_finishing_batches_of_any_size_prepares_the_same_few_statements(
+    db: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement written for its batch's size was prepared anew for nearly every group
+    commit and each size kept in the statement cache: megabytes after a burst."""
+    async with db.write() as tx:
+        await tx.execute(
+            "INSERT INTO conversations (source, upstream_id, customer_name, state, "
+            "created_at, last_activity) VALUES ('telegram', '1', 'Ada', 'open', 0, 0)"
+        )
+        for n in range(60):
+            await tx.execute(
+                "INSERT INTO outbox (lane, conversation_id, kind, payload, created_at) "
+                "VALUES ('c1', 1, 'x', '{}', ?)",
+                (n,),
+            )
+    said: set[str] = set()
+    execute, execute_many = SqliteTx.execute, SqliteTx.execute_many
+
+    async def one(tx: SqliteTx, sql: str, params: Iterable[Any] = ()) -> int:
+        said.add(sql)
+        return await execute(tx, sql, params)
+
+    async def many(tx: SqliteTx, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        said.add(sql)
+        await execute_many(tx, sql, rows)
+
+    monkeypatch.setattr(SqliteTx, "execute", one)
+    monkeypatch.setattr(SqliteTx, "execute_many", many)
+    start = 1
+    for size in range(1, 11):
+        ids = [OutboxId(i) for i in range(start, start + size)]
+        posted = {ids[0]: (ChannelId("C1"), MessageTs("1.0"))}
+        async with db.write() as tx:
+            await q.finish_many(tx, ids, OutboxState.DONE, [ConversationId(1)], 1.0, posted)
+        start += size
+    assert len(said) == 3, said
+    assert await db.one("SELECT count(*) FROM outbox WHERE state = 'done'") == (55,)
+    assert await db.one("SELECT posted_ts FROM outbox WHERE id = 56") == (None,)
+    assert await db.one("SELECT posted_ts FROM outbox WHERE id = 1") == ("1.0",)

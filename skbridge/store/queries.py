@@ -459,36 +459,28 @@ async def finish_many(
     now: float,
     posted: Mapping[OutboxId, Posted] | None = None,
 ) -> None:
-    """Mark many rows finished and their conversations active, in two statements;
-    ``posted`` records, in the same statement, the post some of them made."""
-    for start in range(0, len(rows), 500):
-        ids = rows[start : start + 500]
-        made = [(row, posted[row]) for row in ids if row in posted] if posted else []
-        if not made:
-            await tx.execute(
-                f"UPDATE outbox SET state = ?, finished_at = ? WHERE id IN ({marks(ids)})",
-                (state, now, *ids),
-            )
-            continue
-        cases = " ".join("WHEN ? THEN ?" for _ in made)
-        await tx.execute(
-            "UPDATE outbox SET state = ?, finished_at = ?, "
-            f"posted_channel = CASE id {cases} ELSE posted_channel END, "
-            f"posted_ts = CASE id {cases} ELSE posted_ts END "
-            f"WHERE id IN ({marks(ids)})",
-            (
-                state,
-                now,
-                *(v for row, (channel, _) in made for v in (row, channel)),
-                *(v for row, (_, ts) in made for v in (row, ts)),
-                *ids,
-            ),
+    """Mark many rows finished and their conversations active; ``posted`` records the
+    post some of them made.
+
+    One statement text each, run for every row: a statement written for the size of the
+    batch would be prepared anew for nearly every batch, and each size kept in the
+    connection's statement cache (megabytes, after a burst of customer messages).
+    """
+    made = posted or {}
+    plain = [(state, now, row) for row in rows if row not in made]
+    if plain:
+        await tx.execute_many("UPDATE outbox SET state = ?, finished_at = ? WHERE id = ?", plain)
+    marked = [(state, now, *made[row], row) for row in rows if row in made]
+    if marked:
+        await tx.execute_many(
+            "UPDATE outbox SET state = ?, finished_at = ?, posted_channel = ?, posted_ts = ? "
+            "WHERE id = ?",
+            marked,
         )
-    for start in range(0, len(touched), 500):
-        convs = touched[start : start + 500]
-        await tx.execute(
-            f"UPDATE conversations SET last_activity = ? WHERE id IN ({marks(convs)})",
-            (now, *convs),
+    if touched:
+        await tx.execute_many(
+            "UPDATE conversations SET last_activity = ? WHERE id = ?",
+            [(now, conv) for conv in touched],
         )
 
 
