@@ -24,7 +24,7 @@ from typing import TypeVar
 import aiohttp
 import httpx
 
-from skbridge import logs, retry
+from skbridge import clients, logs, retry
 from skbridge.chores import Chores
 from skbridge.config import Config, load_config, secrets
 from skbridge.core.model import ReportOutage
@@ -106,14 +106,8 @@ class Service:
         if db is None:
             return
         self.db = db
-        timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
-        # Neither Slack's nor Telegram's API sets cookies: no jar to consult per request.
-        cookies = aiohttp.DummyCookieJar()
         try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout, cookie_jar=cookies) as session,
-                httpx.AsyncClient(timeout=15.0) as http,
-            ):
+            async with clients.opened(config.slack.request_timeout) as (session, http):
                 await self._serve(db, session, http)
         finally:
             await db.close()

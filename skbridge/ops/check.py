@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
-import httpx
 
-from skbridge import logs, store
+from skbridge import clients, logs, store
 from skbridge.config import Config, SlackConfig, secrets
 from skbridge.errors import DeliveryError, Refused
 from skbridge.health import Health
@@ -73,11 +72,7 @@ def skip(name: str, detail: str) -> Result:
 async def run_checks(config: Config) -> list[Result]:
     """Every check, in a fixed order; never raises for a failed check."""
     logs.add_secrets(secrets(config))
-    timeout = aiohttp.ClientTimeout(total=config.slack.request_timeout)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        httpx.AsyncClient(timeout=15.0) as http,
-    ):
+    async with clients.opened(config.slack.request_timeout) as (session, http):
         web = SlackWeb(config.slack, session)
         results = await _slack(config.slack, web, session)
         services = Services(http, session, Health())
