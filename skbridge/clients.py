@@ -3,13 +3,16 @@
 aiohttp carries Slack (Web API and Socket Mode) and Telegram's JSON methods; httpx
 carries file transfers and Gravatar. Both honour the standard proxy variables
 (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``) from the environment, for sites whose
-firewall lets traffic out only through a proxy; neither keeps cookies (no API skbridge
-speaks sets any, and a jar is consulted on every request).
+firewall lets traffic out only through a proxy. aiohttp looks the environment up in a
+thread on every request when told to, so it is told to only when the environment names
+a proxy. Neither keeps cookies: no API skbridge speaks sets any, and a jar is consulted
+on every request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -28,7 +31,13 @@ async def opened(
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=request_timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=True,
+        trust_env=proxied(),
     )
     async with session, httpx.AsyncClient(timeout=FILE_TIMEOUT, trust_env=True) as http:
         yield session, http
+
+
+def proxied() -> bool:
+    """Whether the environment names a proxy for any scheme skbridge uses."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "ws", "wss"))

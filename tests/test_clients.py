@@ -78,3 +78,17 @@ async def test_no_proxy_keeps_a_host_direct(
     async with clients.opened(5) as (session, _):
         await SlackWeb(config.slack, session).auth_test()
     assert proxy.seen == []
+
+
+async def test_without_a_proxy_aiohttp_does_not_look_one_up_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Told to trust the environment, aiohttp reads it in a thread for every request."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WS_PROXY", "WSS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    async with clients.opened(5) as (session, _):
+        assert session.trust_env is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    async with clients.opened(5) as (session, _):
+        assert session.trust_env is True
