@@ -326,3 +326,50 @@ async def test_text_holding_nul_is_parked_not_a_crash(world: Fakes, pg_daemon: D
     assert "NUL" in error
     assert await parked_input(pg_daemon) == []
     assert [t for t in texts(world.slack, channel) if t[:1] in ("m", "a")] == ["m0", "a\x00b", "m1"]
+
+
+async def test_a_stall_between_the_statements_of_a_batch_leaves_its_locks_to_the_timeout(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance stopped inside a transaction must not hold its locks for ever: the
+    server ends a session left "idle in transaction" after a few seconds, but not one
+    waiting in the middle of a pipeline (what psycopg's executemany sends). So between
+    the statements of a batch the session is idle in transaction, each answered."""
+    import psycopg
+
+    db, watcher = await open_store(pg_url), await open_store(pg_url)
+    paused, go_on = asyncio.Event(), asyncio.Event()
+    execute = psycopg.AsyncCursor.execute
+    calls = 0
+
+    async def pausing(self: psycopg.AsyncCursor[object], *args: object, **kw: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the batch's second statement: stall before it goes out
+            paused.set()
+            await go_on.wait()
+        return await execute(self, *args, **kw)  # type: ignore[arg-type]
+
+    backend: list[int] = []
+
+    async def batch() -> None:
+        async with db.write() as tx:
+            row = await tx.one("SELECT pg_backend_pid()")
+            assert row is not None
+            backend.append(int(row[0]))
+            monkeypatch.setattr(psycopg.AsyncCursor, "execute", pausing)
+            await tx.execute_many(
+                "INSERT INTO settings (key, value) VALUES (?, ?)", [("a", "1"), ("b", "2")]
+            )
+
+    task = asyncio.create_task(batch())
+    try:
+        await asyncio.wait_for(paused.wait(), 10)
+        monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
+        state = await watcher.one("SELECT state FROM pg_stat_activity WHERE pid = ?", backend)
+        assert state == ("idle in transaction",)
+    finally:
+        go_on.set()
+        await task
+        await db.close()
+        await watcher.close()

@@ -24,6 +24,7 @@ from skbridge.store.postgresql import masked
 RUNTIME = frozenset({"skbridge_schema", "leases", "lanes", "instances", "pacing"})
 """Tables whose rows belong to running instances, not to the installation."""
 CHUNK = 1000
+"""Rows per INSERT (fewer for wide tables: PostgreSQL binds at most 65,535 values)."""
 STOPPED_FOR = 60.0
 """An instance seen this recently may still be running: refuse to copy from under it."""
 
@@ -78,10 +79,14 @@ async def _refuse_running(source: Reader, where: str) -> None:
 async def _copy_table(source: Reader, tx: Tx, table: str, columns: list[str]) -> int:
     names = ", ".join(columns)
     rows = await source.all(f"SELECT {names} FROM {table}")
-    marks = ", ".join("?" * len(columns))
-    for start in range(0, len(rows), CHUNK):
-        await tx.execute_many(
-            f"INSERT INTO {table} ({names}) VALUES ({marks})", rows[start : start + CHUNK]
+    row_marks = f"({', '.join('?' * len(columns))})"
+    per = min(CHUNK, 65_535 // len(columns))
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        values = ", ".join([row_marks] * len(chunk))
+        await tx.execute(
+            f"INSERT INTO {table} ({names}) VALUES {values}",
+            [value for row in chunk for value in row],
         )
     if "id" in columns:  # identity columns go on after the copied ids
         await tx.execute(

@@ -147,9 +147,18 @@ class PostgresTx(_Reads):
         return cursor.rowcount
 
     async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Each row's statement is answered before the next goes out.
+
+        psycopg's ``executemany`` pipelines them, and a client that stalls mid-pipeline
+        (stopped, or its machine gone) keeps its locks with no time limit: the server
+        waits for the rest of the batch and is not "idle in transaction", so the
+        timeout that frees a stalled instance's locks never starts.
+        """
+        query = translate_sql(sql)
         try:
             async with self._conn.cursor() as cursor:
-                await cursor.executemany(translate_sql(sql), [_params(r) for r in rows])
+                for row in rows:
+                    await cursor.execute(query, _params(row))
         except (psycopg.Error, *_UNBINDABLE, *_GONE) as exc:
             raise translate(exc) from exc
 
