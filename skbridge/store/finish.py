@@ -71,11 +71,12 @@ class FinishMarks:
     async def _commit(self, batch: list[_Mark]) -> None:
         now = self._clock()
         try:
-            touched = list({m.touch for m in batch if m.touch is not None})
+            # In id order: two instances' commits never lock rows in opposite orders.
+            touched = sorted({m.touch for m in batch if m.touch is not None})
             posted = {m.row_id: m.posted for m in batch if m.posted is not None}
             async with self._db.write() as tx:
                 for state in {m.state for m in batch}:
-                    rows = [m.row_id for m in batch if m.state == state]
+                    rows = sorted(m.row_id for m in batch if m.state == state)
                     await q.finish_many(tx, rows, state, touched, now, posted)
                     touched = []
                 for source in {m.delivered.source for m in batch if m.delivered}:
