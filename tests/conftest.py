@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from skbridge import retry
-from skbridge.store import sqlite_url
+from skbridge.store import Store, open_store, sqlite_url
 from skbridge.testing import dovecot as imap
 from skbridge.testing import postgres
 from skbridge.testing.dovecot import Dovecot, DovecotMissing
@@ -57,6 +57,14 @@ def store_url(store_engine: str, request: pytest.FixtureRequest, tmp_path: Path)
         server: postgres.PostgresServer = request.getfixturevalue("postgres_server")
         return server.create_database()
     return sqlite_url(tmp_path / "skbridge.db")
+
+
+@pytest.fixture
+async def db(store_url: str) -> AsyncIterator[Store]:
+    """The store at ``store_url``, open (modules that need another store define their own)."""
+    store = await open_store(store_url)
+    yield store
+    await store.close()
 
 
 @pytest.fixture(autouse=True)

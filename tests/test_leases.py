@@ -22,13 +22,6 @@ STORE_ENGINES = ("sqlite", "postgresql")
 
 
 @pytest.fixture
-async def db(store_url: str) -> AsyncIterator[Store]:
-    store = await open_store(store_url)
-    yield store
-    await store.close()
-
-
-@pytest.fixture
 async def shared_db(postgres_server: PostgresServer) -> AsyncIterator[Store]:
     """Lane claims mean something only where instances share the store."""
     store = await open_store(postgres_server.create_database())

@@ -14,18 +14,11 @@ from skbridge.core.states import ConvState, OutboxState
 from skbridge.ids import ConversationId, SourceName, UpstreamUserId
 from skbridge.lanes import LaneClaims
 from skbridge.outbox import Outbox
-from skbridge.store import Store, open_store
+from skbridge.store import Store
 from skbridge.store import queries as q
 from skbridge.store.queries import OutboxRow
 
 STORE_ENGINES = ("sqlite", "postgresql")
-
-
-@pytest.fixture
-async def db(store_url: str) -> AsyncIterator[Store]:
-    store = await open_store(store_url)
-    yield store
-    await store.close()
 
 
 class Recorder:
