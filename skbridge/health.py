@@ -14,6 +14,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from types import TracebackType
+
+from skbridge.errors import MaybeSent, NotSent, RateLimited, Refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,10 @@ class Health:
             self._recovered.set()
             self._recovered = asyncio.Event()
 
+    def watch(self, system: str) -> Watch:
+        """Put around each call to ``system``: ``with watch: await call()``."""
+        return Watch(self, system)
+
     @property
     def outages(self) -> list[Outage]:
         """What is down now, oldest first."""
@@ -69,3 +76,29 @@ class Health:
         """Outages that ended since the last call."""
         ended, self._ended = self._ended, []
         return ended
+
+
+class Watch:
+    """Reports how a call went: an answer, even a refusal or a rate limit, says the
+    system is up; a failure that says nothing about the request, that it may be down.
+    Holds no state of its own, so one serves every call to its system."""
+
+    __slots__ = ("_health", "_system")
+
+    def __init__(self, health: Health, system: str) -> None:
+        self._health = health
+        self._system = system
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, RateLimited | Refused):
+            self._health.answered(self._system)
+        elif isinstance(exc, NotSent | MaybeSent):
+            self._health.failed(self._system, exc.code)

@@ -103,7 +103,7 @@ class SlackWeb:
         self.creations = pace("slack:create", config.channels_per_minute / 60, CREATE_BURST)
         self._create_lock = asyncio.Lock()
         self._serial = serial or contextlib.nullcontext
-        self._health = health or Health()
+        self._watch = (health or Health()).watch(SYSTEM)
 
     @property
     def can_unarchive(self) -> bool:
@@ -113,15 +113,8 @@ class SlackWeb:
         self, method: str, *, token: _Token | None = None, **params: Any
     ) -> dict[str, Any]:
         """Call ``method``; returns the response body or raises a DeliveryError."""
-        try:
+        with self._watch:
             data, headers = await self._request(method, token or self._bot, params)
-        except (RateLimited, Refused):
-            self._health.answered(SYSTEM)
-            raise
-        except (NotSent, MaybeSent) as exc:
-            self._health.failed(SYSTEM, exc.code)
-            raise
-        self._health.answered(SYSTEM)
         if method == "auth.test":
             data["_scopes"] = headers.get("x-oauth-scopes", "")
         return data

@@ -106,7 +106,7 @@ class Telegram:
         pace: PaceFactory = local,
     ) -> None:
         self._config = config
-        self._health = health or Health()
+        self._watch = (health or Health()).watch(self.label)
         self._session = session
         self._client = client
         self._token = config.bot_token.get_secret_value()
@@ -118,16 +118,8 @@ class Telegram:
     async def _call(
         self, method: str, params: dict[str, Any], seconds: float, files: Files | None = None
     ) -> Any:
-        try:
-            result = await self._request(method, params, seconds, files)
-        except (RateLimited, Refused):
-            self._health.answered(self.label)
-            raise
-        except (NotSent, MaybeSent) as exc:
-            self._health.failed(self.label, exc.code)
-            raise
-        self._health.answered(self.label)
-        return result
+        with self._watch:
+            return await self._request(method, params, seconds, files)
 
     async def _request(
         self, method: str, params: dict[str, Any], seconds: float, files: Files | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from skbridge.errors import DeliveryError, MaybeSent, NotSent, RateLimited, Refused
+from skbridge.errors import DeliveryError
 from skbridge.health import Health
 from skbridge.ids import UpstreamUserId
 from skbridge.store import Reader
@@ -59,15 +59,8 @@ class Email:
         if self._store is not None:
             thread = Thread.from_json(await q.reply_context(self._store, SOURCE, to))
         message = compose.reply(self._config, to, thread, message_id, text, agent)
-        try:
+        with self._health.watch(SMTP):
             await smtp.send(self._config.smtp(), message, self._config.address, to)
-        except (RateLimited, Refused):
-            self._health.answered(SMTP)
-            raise
-        except (NotSent, MaybeSent) as exc:
-            self._health.failed(SMTP, exc.code)
-            raise
-        self._health.answered(SMTP)
         log.info("mail sent", extra={"message_id": message_id})
         return message_id
 
