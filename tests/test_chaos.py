@@ -9,12 +9,10 @@ invariants are read from the fakes' own records at the end. ``pytest tests/test_
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import sqlite3
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from skbridge.testing.fake_slack import FakeSlack
-from skbridge.testing.harness import ALICE, Fakes, fakes
+from skbridge.testing.harness import ALICE, DaemonProcess, Fakes, fakes
 
 FIRST_CUSTOMER = 5001
 
@@ -54,28 +52,6 @@ class Figures:
         )
 
 
-class Daemon:
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, slack: FakeSlack) -> None:
-        opened = slack.connections_opened
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "skbridge", "run", "-c", str(self.config),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        await slack.wait_for(lambda: slack.connections_opened > opened, timeout=30)
-
-    async def stop(self, signum: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-        code = await asyncio.wait_for(self.proc.wait(), 30)
-        self.proc = None
-        return code
-
-
 def channel_of(slack: FakeSlack, user: int) -> str | None:
     channel = slack.channel_by_name(f"sk-c{user}")
     return channel.id if channel else None
@@ -95,7 +71,7 @@ async def chaos(
     figures = Figures()
     users = list(range(FIRST_CUSTOMER, FIRST_CUSTOMER + customers))
     total = customers * per_customer
-    daemon = Daemon(world.write_config(tmp_path, poll_timeout=1))
+    daemon = DaemonProcess(world.write_config(tmp_path, poll_timeout=1))
     acked: dict[int, str] = {}
 
     def delivered() -> int:
@@ -131,16 +107,16 @@ async def chaos(
             figures.ack_seconds.append(time.monotonic() - started)
             acked[user * 1_000_000 + n] = text
 
-    await daemon.start(world.slack)
+    await daemon.start(world)
     traffic = [asyncio.create_task(customers_write()), asyncio.create_task(agents_reply())]
     try:
         goal = total + replies
         for _ in range(kills):
             mark = min(progress() + rng.randint(1, max(2, goal // (kills + 1))), goal)
             await world.slack.wait_for(lambda m=mark: progress() >= m, timeout=60)  # type: ignore[misc]
-            assert await daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+            assert await daemon.signal(signal.SIGKILL) == -signal.SIGKILL
             figures.kills += 1
-            await daemon.start(world.slack)
+            await daemon.start(world)
         await asyncio.wait_for(traffic[0], 120)
         await world.slack.wait_for(lambda: delivered() >= total, timeout=120)
         await asyncio.wait_for(traffic[1], 60)
@@ -151,13 +127,11 @@ async def chaos(
             ),
             timeout=60,
         )
-        assert await daemon.stop(signal.SIGTERM) == 0
+        assert await daemon.signal(signal.SIGTERM) == 0
     finally:
         for task in traffic:
             task.cancel()
-        if daemon.proc is not None:
-            daemon.proc.kill()
-            await daemon.proc.wait()
+        await daemon.kill()
 
     for user in users:
         got = customer_texts(world.slack, user)

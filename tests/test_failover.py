@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from skbridge.testing.harness import (
     ADA,
     ALICE,
     BOB,
+    DaemonProcess,
     Fakes,
     customer_channel,
     first_message,
@@ -31,37 +30,6 @@ CUSTOMERS = range(5001, 5005)
 log = logging.getLogger(__name__)
 
 
-class Instance:
-    """One ``skbridge run`` process."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, world: Fakes) -> None:
-        before = world.slack.connections_opened
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log.open("ab") as stderr:  # the child keeps its own copy
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "skbridge", "run", "-c", str(self.config),
-                stdout=asyncio.subprocess.DEVNULL, stderr=stderr, env=env,
-            )  # fmt: skip
-        await world.slack.wait_for(lambda: world.slack.connections_opened > before, timeout=30)
-
-    async def stop(self, signum: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-        code = await asyncio.wait_for(self.proc.wait(), 30)
-        self.proc = None
-        return code
-
-
 @pytest.fixture
 async def db(world: Fakes) -> AsyncIterator[Store]:
     assert world.store_url is not None
@@ -71,14 +39,12 @@ async def db(world: Fakes) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def pair(world: Fakes, tmp_path: Path, db: Store) -> AsyncIterator[list[Instance]]:
+async def pair(world: Fakes, tmp_path: Path, db: Store) -> AsyncIterator[list[DaemonProcess]]:
     config = world.write_config(tmp_path, poll_timeout=2)
-    instances = [Instance(config, tmp_path / f"instance{n}.log") for n in (1, 2)]
+    instances = [DaemonProcess(config, tmp_path / f"instance{n}.log") for n in (1, 2)]
     yield instances
     for instance in instances:
-        if instance.proc is not None:
-            instance.proc.kill()
-            await instance.proc.wait()
+        await instance.kill()
 
 
 async def holder_pid(db: Store, sql: str) -> int | None:
@@ -110,7 +76,9 @@ async def until(world: Fakes, check: object, timeout: float = 30) -> None:  # no
         await asyncio.sleep(0.05)  # a re-check interval, as the fakes' wait_for has
 
 
-async def started_pair(world: Fakes, db: Store, pair: list[Instance]) -> tuple[Instance, Instance]:
+async def started_pair(
+    world: Fakes, db: Store, pair: list[DaemonProcess]
+) -> tuple[DaemonProcess, DaemonProcess]:
     """Both running; returns (the poller, the standby)."""
     first, second = pair
     await first.start(world)
@@ -130,7 +98,7 @@ def customer_posts(world: Fakes, user: int) -> list[str]:
 
 
 async def test_sigkill_of_the_poller_mid_stream_loses_doubles_and_reorders_nothing(
-    world: Fakes, db: Store, pair: list[Instance]
+    world: Fakes, db: Store, pair: list[DaemonProcess]
 ) -> None:
     """A two-way stream with four customers; the poller is killed; the standby takes over
     polling and the dead one's lanes; every message and reply arrives once, in order."""
@@ -154,7 +122,7 @@ async def test_sigkill_of_the_poller_mid_stream_loses_doubles_and_reorders_nothi
         await round_(n)
     polls_before = len(world.telegram.calls_to("getUpdates"))
     killed_at = loop.time()
-    assert await poller.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert await poller.signal(signal.SIGKILL) == -signal.SIGKILL
     in_flight = await db.one("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')")
     await world.slack.wait_for(lambda: world.slack.connected == 1, timeout=30)
     for n in range(4, 8):
@@ -203,11 +171,11 @@ async def test_sigkill_of_the_poller_mid_stream_loses_doubles_and_reorders_nothi
         world.telegram.conflicts,
     )
     assert len(world.slack.channels) == 1 + len(CUSTOMERS)
-    assert await standby.stop() == 0
+    assert await standby.signal(signal.SIGTERM) == 0
 
 
 async def test_sigkill_mid_post_is_looked_up_not_posted_twice(
-    world: Fakes, db: Store, pair: list[Instance]
+    world: Fakes, db: Store, pair: list[DaemonProcess]
 ) -> None:
     """Slack took the post, its answer never came, the instance died: the other finds it."""
     poller, standby = await started_pair(world, db, pair)
@@ -219,19 +187,19 @@ async def test_sigkill_mid_post_is_looked_up_not_posted_twice(
     )
     holder = await lane_pid(db)
     victim, survivor = (poller, standby) if holder == poller.pid else (standby, poller)
-    await victim.stop(signal.SIGKILL)
+    await victim.signal(signal.SIGKILL)
     say(world, "m2")
     await world.slack.wait_for(
         lambda: [t for t in texts(world.slack, channel) if t[0] == "m"] == ["m0", "m1", "m2"],
         timeout=40,
     )
     assert world.slack.calls_to("conversations.history")  # it looked before acting
-    assert await survivor.stop() == 0
+    assert await survivor.signal(signal.SIGTERM) == 0
     assert [t for t in texts(world.slack, channel) if t[0] == "m"] == ["m0", "m1", "m2"]
 
 
 async def test_sigkill_mid_send_is_shown_as_uncertain_and_sent_again_once(
-    world: Fakes, db: Store, pair: list[Instance]
+    world: Fakes, db: Store, pair: list[DaemonProcess]
 ) -> None:
     """A reply in flight when its instance died: shown as uncertain, never re-sent
     silently; Send again, clicked twice on whichever instance, sends it once more."""
@@ -242,7 +210,7 @@ async def test_sigkill_mid_send_is_shown_as_uncertain_and_sent_again_once(
     await world.telegram.wait_for(lambda: world.telegram.sent_to(ADA) == ["Alice: in flight"])
     holder = await lane_pid(db)
     victim, survivor = (poller, standby) if holder == poller.pid else (standby, poller)
-    await victim.stop(signal.SIGKILL)
+    await victim.signal(signal.SIGKILL)
     await world.slack.wait_for(lambda: world.slack.connected == 1, timeout=30)
     await world.slack.wait_for(
         lambda: "Unsure" in world.slack.messages(channel)[-1].text, timeout=40
@@ -255,12 +223,12 @@ async def test_sigkill_mid_send_is_shown_as_uncertain_and_sent_again_once(
         )
         await world.slack.wait_ack(click["envelope_id"])
     await world.telegram.wait_for(lambda: len(world.telegram.sent_to(ADA)) == 2, timeout=30)
-    assert await survivor.stop() == 0
+    assert await survivor.signal(signal.SIGTERM) == 0
     assert world.telegram.sent_to(ADA) == ["Alice: in flight"] * 2
 
 
 async def test_a_poller_that_stalls_and_wakes_up_writes_nothing(
-    world: Fakes, db: Store, pair: list[Instance]
+    world: Fakes, db: Store, pair: list[DaemonProcess]
 ) -> None:
     """SIGSTOP the poller past its lease: the standby takes over; when the stalled one
     resumes, the fence stops its batch, and every message arrives once, in order."""
@@ -286,13 +254,13 @@ async def test_a_poller_that_stalls_and_wakes_up_writes_nothing(
     await until(world, stood_down)  # it found out before writing anything
     say(world, "m3")
     await world.slack.wait_for(lambda: texts(world.slack, channel)[-1:] == ["m3"], timeout=30)
-    assert await poller.stop() == 0
-    assert await standby.stop() == 0
+    assert await poller.signal(signal.SIGTERM) == 0
+    assert await standby.signal(signal.SIGTERM) == 0
     assert [t for t in texts(world.slack, channel) if t[0] == "m"] == ["m0", "m1", "m2", "m3"]
 
 
 async def test_two_processes_neither_dying_poll_one_at_a_time_and_act_once(
-    world: Fakes, db: Store, pair: list[Instance]
+    world: Fakes, db: Store, pair: list[DaemonProcess]
 ) -> None:
     """Both run: Telegram is polled by one at a time (no 409), and every envelope, even
     one Slack delivers again to whichever connection, has one effect."""
@@ -317,8 +285,8 @@ async def test_two_processes_neither_dying_poll_one_at_a_time_and_act_once(
         timeout=30,
     )
     assert await poller_pid(db) == poller.pid
-    assert await poller.stop() == 0
-    assert await standby.stop() == 0
+    assert await poller.signal(signal.SIGTERM) == 0
+    assert await standby.signal(signal.SIGTERM) == 0
     assert world.telegram.conflicts == 0
     assert all(world.telegram.sent_to(u) == [f"Alice: to {u}"] for u in CUSTOMERS)
     assert all(customer_posts(world, u) == wanted for u in CUSTOMERS)

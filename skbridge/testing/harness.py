@@ -332,13 +332,18 @@ async def click(
 
 
 class DaemonProcess:
-    """The real ``skbridge run``, as a child process; its stderr kept in a file beside
-    its config (a pipe nobody reads would stall a chatty child)."""
+    """The real ``skbridge run``, as a child process; its stderr kept in a file (beside
+    its config unless ``log`` says where: a pipe nobody reads would stall a chatty child)."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, log: Path | None = None) -> None:
         self.config = config
-        self.log = config.parent / "skbridge.stderr"
+        self.log = log or config.parent / "skbridge.stderr"
         self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     async def start(self, world: Fakes) -> None:
         before = world.slack.connections_opened
